@@ -1,0 +1,98 @@
+package apiwallet
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. Each maps to one HTTP status in internal/api.
+const (
+	EINVALID      = "invalid"      // bad input: 400 or 422
+	EUNAUTHORIZED = "unauthorized" // missing or bad credentials: 401
+	EFORBIDDEN    = "forbidden"    // authenticated but not allowed: 403
+	ENOTFOUND     = "not_found"    // missing, or owned by someone else: 404
+	ECONFLICT     = "conflict"     // duplicate: 409
+	ETOOLARGE     = "too_large"    // body over the limit: 413
+	ERATELIMIT    = "rate_limited" // throttled: 429
+	EUNAVAILABLE  = "unavailable"  // a dependency is down: 503
+	EINTERNAL     = "internal"     // anything else: 500, message hidden
+)
+
+// Error is an error whose Message is safe to show to the caller. Any error
+// that is not an *Error is internal and is shown only as "internal error".
+type Error struct {
+	Code    string
+	Message string
+	// Fields names each bad input field and what is wrong with it.
+	Fields []FieldError
+	// RetryAfter, when set on ERATELIMIT, is how long the caller should wait.
+	RetryAfterSeconds int
+}
+
+// FieldError names one invalid input field.
+type FieldError struct {
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("apiwallet error: code=%s message=%s", e.Code, e.Message)
+}
+
+// Errorf returns an *Error with the given code and formatted public message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err if it is an *Error, EINTERNAL otherwise.
+func ErrorCode(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the public message of err, hiding internal errors.
+func ErrorMessage(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// Wrap adds context to a non-nil *errp once per function, keeping *Error
+// values intact so that their code survives:
+//
+//	defer apiwallet.Wrap(&err, "FindUserByEmail")
+func Wrap(errp *error, format string, args ...any) {
+	if *errp == nil {
+		return
+	}
+	var e *Error
+	if errors.As(*errp, &e) {
+		return
+	}
+	*errp = fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), *errp)
+}
+
+// ValidationError collects field errors and returns nil when there are none.
+type ValidationError []FieldError
+
+// Add records a problem with field.
+func (v *ValidationError) Add(field, detail string) {
+	*v = append(*v, FieldError{Field: field, Detail: detail})
+}
+
+// Err returns an EINVALID *Error listing every field, or nil.
+func (v ValidationError) Err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return &Error{Code: EINVALID, Message: "the request has invalid fields", Fields: v}
+}

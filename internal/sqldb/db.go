@@ -1,0 +1,156 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/apikeywallet/apiwallet"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// dialect is what differs between the two backends.
+type dialect struct {
+	name       string // "sqlite" or "postgres"
+	goose      goose.Dialect
+	sessionLck func() (goose.ProviderOption, error)
+	// isUnique reports whether err is a unique-constraint violation.
+	isUnique func(error) bool
+}
+
+// DB is a handle to the wallet's database.
+type DB struct {
+	db      *sql.DB
+	dialect dialect
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+}
+
+// Open connects to the database named by dsn: a postgres:// or
+// postgresql:// URL selects PostgreSQL, anything else is a SQLite file path
+// (an empty dsn means dataDir/apiwallet.db).
+func Open(ctx context.Context, dsn, dataDir string) (*DB, error) {
+	var (
+		db  *DB
+		err error
+	)
+	if IsPostgresURL(dsn) {
+		db, err = openPostgres(dsn)
+	} else {
+		db, err = openSQLite(dsn, dataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.db.PingContext(pctx); err != nil {
+		db.db.Close()
+		return nil, fmt.Errorf("connect to %s: %w", db.dialect.name, err)
+	}
+	return db, nil
+}
+
+// IsPostgresURL reports whether dsn selects the PostgreSQL backend.
+func IsPostgresURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Dialect names the backend: "sqlite" or "postgres".
+func (db *DB) Dialect() string { return db.dialect.name }
+
+// SQL exposes the underlying handle for operator commands and tests.
+func (db *DB) SQL() *sql.DB { return db.db }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.db.Close() }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }
+
+// Migrate applies every pending migration. On PostgreSQL it holds a session
+// advisory lock so that instances starting together migrate once.
+func (db *DB) Migrate(ctx context.Context, log *slog.Logger) error {
+	sub, err := fs.Sub(migrations, "migrations/"+db.dialect.name)
+	if err != nil {
+		return err
+	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if db.dialect.sessionLck != nil {
+		o, err := db.dialect.sessionLck()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, o)
+	}
+	p, err := goose.NewProvider(db.dialect.goose, db.db, sub, opts...)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, r := range results {
+		log.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration_ms", r.Duration.Milliseconds())
+	}
+	return nil
+}
+
+// now returns the current time in microseconds, the unit every time column
+// uses.
+func (db *DB) now() int64 { return db.Now().UTC().UnixMicro() }
+
+func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// nullMicros maps a zero time to NULL.
+func nullMicros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: micros(t), Valid: true}
+}
+
+func fromNullMicros(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromMicros(n.Int64)
+}
+
+// tx runs fn in a transaction, committing if it returns nil.
+func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// notFound turns sql.ErrNoRows into ENOTFOUND with the given message.
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return apiwallet.Errorf(apiwallet.ENOTFOUND, "%s not found", what)
+	}
+	return err
+}

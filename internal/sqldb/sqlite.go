@@ -1,0 +1,60 @@
+package sqldb
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqlitePragmas make the embedded database safe for a concurrent server:
+// WAL lets readers run beside the writer, busy_timeout waits for the write
+// lock instead of failing, and _txlock=immediate takes that lock at BEGIN so
+// two transactions never deadlock upgrading from read to write.
+const sqlitePragmas = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+	"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+
+func openSQLite(dsn, dataDir string) (*DB, error) {
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" {
+		if dataDir == "" {
+			dataDir = "data"
+		}
+		path = filepath.Join(dataDir, "apiwallet.db")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?"+sqlitePragmas)
+	if err != nil {
+		return nil, err
+	}
+	// One writer at a time is SQLite's model; a small pool serves readers.
+	db.SetMaxOpenConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return &DB{
+		db:  db,
+		Now: time.Now,
+		dialect: dialect{
+			name:  "sqlite",
+			goose: goose.DialectSQLite3,
+			isUnique: func(err error) bool {
+				var e *sqlite.Error
+				if !errors.As(err, &e) {
+					return false
+				}
+				return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+			},
+		},
+	}, nil
+}
