@@ -1,0 +1,21 @@
+# make test is the whole test suite: formatting, vet, staticcheck and every
+# Go test. Tests that need PostgreSQL or Redis read APIWALLET_TEST_DATABASE_URL
+# and APIWALLET_TEST_REDIS_URL (bash .ci/run starts both and sets them).
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: test run build check
+
+test: check
+	go test -count=1 -race ./...
+
+check:
+	@out=$$(gofmt -l .); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go run $(STATICCHECK) ./...
+
+run:
+	go run ./cmd/apiwallet serve
+
+build:
+	go build -o bin/apiwallet ./cmd/apiwallet

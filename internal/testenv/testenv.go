@@ -1,0 +1,75 @@
+// Package testenv gives tests the real servers they need — PostgreSQL and
+// Redis — from environment variables that .ci/run sets.
+//
+// A test that needs a server skips when its variable is unset, except when
+// CI=true: there a skip would hide a test that never ran, so it fails.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+)
+
+// PostgresEnv names the variable holding an administrative PostgreSQL URL.
+const PostgresEnv = "APIWALLET_TEST_DATABASE_URL"
+
+// RedisEnv names the variable holding a Redis URL.
+const RedisEnv = "APIWALLET_TEST_REDIS_URL"
+
+// CI reports whether the tests run in CI, where nothing may be skipped.
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// Require skips t, or fails it under CI, when the variable env is unset, and
+// returns its value.
+func Require(t testing.TB, env string) string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		if CI() {
+			t.Fatalf("%s is not set but CI=true: this test must run in CI", env)
+		}
+		t.Skipf("%s not set; skipping (set it, or run bash .ci/run)", env)
+	}
+	return v
+}
+
+// PostgresURL creates a fresh, empty database for t on the server named by
+// APIWALLET_TEST_DATABASE_URL, drops it when t ends, and returns its URL.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	admin := Require(t, PostgresEnv)
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatalf("parse %s: %v", PostgresEnv, err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "apiwallet_test_" + hex.EncodeToString(b[:])
+
+	db, err := sql.Open("pgx", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		db.Close()
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		db.Close()
+	})
+	u.Path = "/" + name
+	return u.String()
+}
