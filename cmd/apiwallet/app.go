@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/apikeywallet/apiwallet/internal/api"
+	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/ratelimit"
+	"github.com/apikeywallet/apiwallet/internal/sqldb"
+)
+
+// app is the wired wallet: configuration, storage and services.
+type app struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	db      *sqldb.DB
+	redis   *redis.Client
+	limiter ratelimit.Limiter
+	closers []func() error
+}
+
+// loadConfig reads and validates the configuration and sets up logging.
+func loadConfig(stderr io.Writer, environ []string) (*config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(environ)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := cfg.LoadSecrets(log); err != nil {
+		return nil, nil, err
+	}
+	return cfg, log, nil
+}
+
+// openApp connects to the database (migrating it) and to Redis.
+func openApp(ctx context.Context, stderr io.Writer, environ []string) (*app, error) {
+	cfg, log, err := loadConfig(stderr, environ)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log}
+	a.db, err = sqldb.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.db.Close)
+	if err := a.db.Migrate(ctx, log); err != nil {
+		a.close()
+		return nil, err
+	}
+	local := ratelimit.NewMemory(time.Now)
+	a.limiter = local
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, time.Second, time.Second
+		a.redis = redis.NewClient(opts)
+		fb := ratelimit.NewFallback(ratelimit.NewRedis(a.redis, "apiwallet:rl:"), local, cfg.Instances, log)
+		a.limiter = fb
+		a.closers = append(a.closers, a.redis.Close, fb.Close)
+	}
+	log.Info("storage ready", "database", a.db.Dialect(), "redis", cfg.RedisURL != "")
+	return a, nil
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.log.Warn("close", "err", err)
+		}
+	}
+}
+
+func (a *app) authService() *auth.Service {
+	return &auth.Service{
+		Users:      a.db,
+		Workspaces: a.db,
+		Limiter:    a.limiter,
+		Log:        a.log,
+		JWT: &auth.JWT{Secret: a.cfg.JWTSecret, Issuer: a.cfg.JWTIssuer, Audience: a.cfg.JWTAudience,
+			TTL: a.cfg.JWTExpiresIn, Now: time.Now},
+	}
+}
+
+// redisPinger adapts a go-redis client to api.Pinger.
+type redisPinger struct{ c *redis.Client }
+
+func (p redisPinger) Ping(ctx context.Context) error { return p.c.Ping(ctx).Err() }
+
+func serve(ctx context.Context, args []string, stderr io.Writer, environ []string) error {
+	if len(args) > 0 {
+		return usageError{"apiwallet serve takes no arguments; configure it with environment variables"}
+	}
+	a, err := openApp(ctx, stderr, environ)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: a.authService(), DB: a.db, Registry: prometheus.NewRegistry()}
+	if a.redis != nil {
+		deps.Redis = redisPinger{a.redis}
+	}
+	srv := &http.Server{
+		Handler:           api.NewServer(deps),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.Host, strconv.Itoa(a.cfg.Port)))
+	if err != nil {
+		return err
+	}
+	a.log.Info("listening", "addr", ln.Addr().String(), "version", version, "production", a.cfg.Production)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Stop accepting, let in-flight requests finish, then close storage.
+	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+func migrate(ctx context.Context, stderr io.Writer, environ []string) error {
+	a, err := openApp(ctx, stderr, environ)
+	if err != nil {
+		return err
+	}
+	a.close()
+	return nil
+}

@@ -1,0 +1,79 @@
+// Command apiwallet is API Key Wallet: one binary that stores a company's
+// third-party API keys encrypted and proxies its apps' calls to those APIs.
+//
+// Usage:
+//
+//	apiwallet serve                       run the wallet on PORT (default 6789)
+//	apiwallet migrate                     apply database migrations
+//	apiwallet seed                        create a demo account
+//	apiwallet user create --email E --name N [--admin]
+//	                                      create a user; password on stdin
+//	apiwallet version                     print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Environ())
+	if err != nil {
+		var u usageError
+		if errors.As(err, &u) {
+			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "apiwallet:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  apiwallet serve                                   run the wallet
+  apiwallet migrate                                 apply database migrations
+  apiwallet seed                                    create the demo account
+  apiwallet user create --email E --name N [--admin]
+                                                    create a user (password on stdin)
+  apiwallet version                                 print the version
+`
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// Run runs one subcommand. It is main without the process: tests call it.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) error {
+	if len(args) == 0 {
+		return usageError{"apiwallet: no command given"}
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stderr, environ)
+	case "migrate":
+		return migrate(ctx, stderr, environ)
+	case "seed":
+		return seed(ctx, stdout, stderr, environ)
+	case "user":
+		return userCmd(ctx, args[1:], stdin, stdout, stderr, environ)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "apiwallet", version)
+		return nil
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return usageError{fmt.Sprintf("apiwallet: unknown command %q", args[0])}
+	}
+}

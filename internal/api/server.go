@@ -1,0 +1,162 @@
+// Package api is the wallet's HTTP interface: the route table, middleware,
+// problem+json errors and thin handlers that decode, call one domain
+// service and encode.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/apikeywallet/apiwallet"
+	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/config"
+)
+
+// Pinger is a dependency the health check asks.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Deps are the services the handlers call.
+type Deps struct {
+	Config *config.Config
+	Log    *slog.Logger
+	Auth   *auth.Service
+	DB     Pinger
+	// Redis is nil when REDIS_URL is not set.
+	Redis Pinger
+	// Registry receives the HTTP metrics; nil disables /metrics.
+	Registry *prometheus.Registry
+	Now      func() time.Time
+}
+
+// Server serves the wallet's HTTP API.
+type Server struct {
+	Deps
+	cfg     *config.Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	metrics *metrics
+	handler http.Handler
+}
+
+// handlerFunc is a handler that returns its error; one adapter turns the
+// error into problem+json.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// authedFunc is a handler for an authenticated caller.
+type authedFunc func(w http.ResponseWriter, r *http.Request, p *Principal) error
+
+// Principal is the authenticated caller and the workspace the request acts
+// in.
+type Principal struct {
+	User       *apiwallet.User
+	Membership *apiwallet.Membership
+}
+
+// NewServer builds the route table.
+func NewServer(d Deps) *Server {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s := &Server{Deps: d, cfg: d.Config, log: d.Log, mux: http.NewServeMux()}
+	if d.Registry != nil && d.Config.EnableMetrics {
+		d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		s.metrics = newMetrics(d.Registry)
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+	}
+	s.routes()
+	s.handler = s.observe(s.mux)
+	return s
+}
+
+func (s *Server) routes() {
+	s.handle("GET /monitoring/health", s.health)
+
+	s.handle("POST /auth/register", s.register)
+	s.handle("POST /auth/login", s.login)
+	s.handle("GET /auth/me", s.authed(s.me))
+	s.handle("POST /auth/logout", s.authed(s.logout))
+	s.handle("POST /auth/password", s.authed(s.changePassword))
+
+	s.handle("GET /workspaces", s.authed(s.listWorkspaces))
+
+	// Everything else: a problem+json 404 (or 405 for a known path).
+	s.handle("/", s.notFound)
+}
+
+func (s *Server) handle(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, r, s.log, err)
+		}
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// authed authenticates the bearer token and resolves the workspace the
+// request acts in before calling h.
+func (s *Server) authed(h authedFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		token, ok := bearer(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet"`)
+			return apiwallet.Errorf(apiwallet.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <token>")
+		}
+		u, err := s.Auth.Authenticate(r.Context(), token)
+		if err != nil {
+			if apiwallet.ErrorCode(err) == apiwallet.EUNAUTHORIZED {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet", error="invalid_token"`)
+			}
+			return err
+		}
+		m, err := s.Auth.Workspace(r.Context(), u, r.Header.Get("X-Workspace-Id"))
+		if err != nil {
+			return err
+		}
+		return h(w, r, &Principal{User: u, Membership: m})
+	}
+}
+
+// bearer returns the token of an Authorization: Bearer header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// notFound answers every path that no route matches. A path that a route
+// serves with another method gets 405 and an Allow header instead.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		WriteProblem(w, &Problem{
+			Type: ProblemBase + "method-not-allowed", Title: http.StatusText(http.StatusMethodNotAllowed),
+			Status: http.StatusMethodNotAllowed, Detail: r.Method + " is not allowed here; use " + strings.Join(allow, ", "),
+			Instance: r.URL.Path, RequestID: RequestID(r.Context()),
+		})
+		return nil
+	}
+	return apiwallet.Errorf(apiwallet.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path)
+}

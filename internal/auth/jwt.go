@@ -1,0 +1,75 @@
+package auth
+
+import (
+	"errors"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/apikeywallet/apiwallet"
+)
+
+// JWT issues and verifies login tokens. Only HS256 is accepted: a token
+// claiming any other algorithm, "none" included, is rejected before its
+// signature is looked at.
+type JWT struct {
+	Secret   []byte
+	Issuer   string
+	Audience string
+	TTL      time.Duration
+	Now      func() time.Time
+}
+
+// Claims are the wallet's JWT claims. Ver is the user's TokenVersion when
+// the token was issued; a token whose Ver is behind the user's is revoked.
+type Claims struct {
+	Ver int64 `json:"ver"`
+	jwt.RegisteredClaims
+}
+
+const jwtAlg = "HS256"
+
+// Issue returns a signed token for u and when it expires.
+func (j *JWT) Issue(u *apiwallet.User) (string, time.Time, error) {
+	now := j.Now().UTC()
+	exp := now.Add(j.TTL)
+	claims := Claims{
+		Ver: u.TokenVersion,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    j.Issuer,
+			Subject:   u.ID,
+			Audience:  jwt.ClaimStrings{j.Audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+			ID:        apiwallet.NewID("jti"),
+		},
+	}
+	s, err := jwt.NewWithClaims(jwt.GetSigningMethod(jwtAlg), claims).SignedString(j.Secret)
+	return s, exp, err
+}
+
+var errBadToken = apiwallet.Errorf(apiwallet.EUNAUTHORIZED, "invalid or expired token")
+
+// Parse verifies signature, algorithm, issuer, audience and expiry and
+// returns the claims. Every failure is the same EUNAUTHORIZED error so that
+// the caller learns nothing about why.
+func (j *JWT) Parse(token string) (*Claims, error) {
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return j.Secret, nil },
+		jwt.WithValidMethods([]string{jwtAlg}),
+		jwt.WithIssuer(j.Issuer),
+		jwt.WithAudience(j.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(5*time.Second),
+		jwt.WithTimeFunc(j.Now),
+	)
+	if err != nil || c.Subject == "" {
+		return nil, errBadToken
+	}
+	return &c, nil
+}
+
+// IsBadToken reports whether err is the error Parse returns.
+func IsBadToken(err error) bool { return errors.Is(err, errBadToken) }

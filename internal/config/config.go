@@ -1,0 +1,297 @@
+// Package config reads the wallet's configuration from the environment once,
+// at start-up, and reports every problem at once.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apikeywallet/apiwallet/internal/vault"
+)
+
+// Config is the wallet's whole configuration.
+type Config struct {
+	Production  bool
+	Host        string // HOST: the interface to listen on; empty means all
+	Port        int
+	DataDir     string
+	DatabaseURL string // empty: SQLite under DataDir
+	RedisURL    string // empty: in-process limits and caches
+	GatewayURL  string
+
+	JWTSecret    []byte
+	JWTExpiresIn time.Duration
+	JWTIssuer    string
+	JWTAudience  string
+	// EncryptionKey is ENCRYPTION_KEY as given; vault.ParseRootKey decodes it.
+	EncryptionKey string
+
+	MaxRequestsPerMinute int
+	DefaultFreeQuota     int
+	EnableMetrics        bool
+	LogLevel             slog.Level
+	MaxBodyBytes         int64
+	// TrustProxyHeaders makes X-Forwarded-For the client IP; only safe
+	// behind a load balancer that sets it.
+	TrustProxyHeaders bool
+	ShutdownTimeout   time.Duration
+	// Instances is how many wallet processes share one Redis: when Redis is
+	// unreachable each enforces its share of every limit.
+	Instances int
+
+	StripeWebhookSecret string
+	// FallbackKeys maps a service name (lower case) to <SERVICE>_FALLBACK_KEY.
+	FallbackKeys map[string]string
+	// BaseURLs maps a service name (lower case) to <SERVICE>_BASE_URL.
+	BaseURLs map[string]string
+
+	// GeneratedSecrets is set when the secrets came from DataDir, not the
+	// environment.
+	GeneratedSecrets bool
+}
+
+// Problems lists every configuration error found; its Error joins them one
+// per line so the operator sees all of them in one start.
+type Problems []string
+
+func (p Problems) Error() string {
+	return "invalid configuration:\n  - " + strings.Join(p, "\n  - ")
+}
+
+// Load reads the configuration from environ (as os.Environ returns it).
+// Secrets missing outside production are not an error: LoadSecrets fills
+// them in afterwards.
+func Load(environ []string) (*Config, error) {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	var probs Problems
+	bad := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
+
+	mode := strings.ToLower(firstNonEmpty(env["APP_ENV"], env["NODE_ENV"], "development"))
+	c := &Config{
+		Production:   mode == "production",
+		DataDir:      firstNonEmpty(env["APIWALLET_DATA_DIR"], "data"),
+		DatabaseURL:  env["DATABASE_URL"],
+		RedisURL:     env["REDIS_URL"],
+		GatewayURL:   strings.TrimRight(env["GATEWAY_URL"], "/"),
+		JWTAudience:  firstNonEmpty(env["JWT_AUDIENCE"], "apiwallet"),
+		FallbackKeys: map[string]string{},
+		BaseURLs:     map[string]string{},
+
+		StripeWebhookSecret: env["STRIPE_WEBHOOK_SECRET"],
+		EncryptionKey:       env["ENCRYPTION_KEY"],
+	}
+	c.Host = env["HOST"]
+	c.Port = intVar(env, "PORT", 6789, 0, 65535, bad)
+	c.Instances = intVar(env, "APIWALLET_INSTANCES", 1, 1, 1000, bad)
+	c.MaxRequestsPerMinute = intVar(env, "MAX_REQUESTS_PER_MINUTE", 1000, 1, 1<<30, bad)
+	c.DefaultFreeQuota = intVar(env, "DEFAULT_FREE_QUOTA", 1000, 0, 1<<40, bad)
+	c.MaxBodyBytes = int64(intVar(env, "MAX_BODY_BYTES", 1<<20, 1<<10, 1<<30, bad))
+	c.EnableMetrics = boolVar(env, "ENABLE_METRICS", false, bad)
+	c.TrustProxyHeaders = boolVar(env, "TRUST_PROXY_HEADERS", false, bad)
+	c.JWTExpiresIn = durationVar(env, "JWT_EXPIRES_IN", 24*time.Hour, bad)
+	c.ShutdownTimeout = durationVar(env, "SHUTDOWN_TIMEOUT", 30*time.Second, bad)
+	c.JWTIssuer = firstNonEmpty(env["JWT_ISSUER"], c.GatewayURL, "apiwallet")
+
+	switch strings.ToLower(firstNonEmpty(env["LOG_LEVEL"], "info")) {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "info":
+		c.LogLevel = slog.LevelInfo
+	case "warn", "warning":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		bad("LOG_LEVEL must be one of debug, info, warn, error (got %q)", env["LOG_LEVEL"])
+	}
+	if c.DatabaseURL != "" && !strings.Contains(c.DatabaseURL, "://") && !strings.HasPrefix(c.DatabaseURL, "file:") {
+		// A bare path is a SQLite file; anything with a scheme must be one we know.
+	} else if c.DatabaseURL != "" {
+		u, err := url.Parse(c.DatabaseURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql" && u.Scheme != "sqlite" && u.Scheme != "file") {
+			bad("DATABASE_URL must be a postgres:// or postgresql:// URL, or a SQLite file path")
+		}
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("REDIS_URL must be a redis:// or rediss:// URL")
+		}
+	}
+	if c.GatewayURL != "" {
+		if u, err := url.Parse(c.GatewayURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("GATEWAY_URL must be an absolute http(s) URL such as https://wallet.example.com")
+		}
+	}
+
+	if s, ok := env["JWT_SECRET"]; ok && s != "" {
+		if len(s) < 32 {
+			bad("JWT_SECRET is %d characters long; it must be at least 32", len(s))
+		}
+		c.JWTSecret = []byte(s)
+	} else if c.Production {
+		bad("JWT_SECRET is not set; production mode requires it (at least 32 characters)")
+	}
+	if c.EncryptionKey == "" && c.Production {
+		bad("ENCRYPTION_KEY is not set; production mode requires it (32 bytes, or 64 hex characters, or 44 base64 characters)")
+	} else if c.EncryptionKey != "" {
+		if _, err := vault.ParseRootKey(c.EncryptionKey); err != nil {
+			bad("ENCRYPTION_KEY: %v", err)
+		}
+	}
+
+	for k, v := range env {
+		if svc, ok := strings.CutSuffix(k, "_FALLBACK_KEY"); ok && svc != "" && v != "" {
+			c.FallbackKeys[strings.ToLower(svc)] = v
+		}
+		if svc, ok := strings.CutSuffix(k, "_BASE_URL"); ok && svc != "" && v != "" && k != "STRIPE_API_BASE_URL" {
+			u, err := url.Parse(v)
+			if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil {
+				bad("%s must be an absolute http(s) URL without credentials", k)
+				continue
+			}
+			c.BaseURLs[strings.ToLower(svc)] = strings.TrimRight(v, "/")
+		}
+	}
+	if len(probs) > 0 {
+		sort.Strings(probs)
+		return nil, probs
+	}
+	return c, nil
+}
+
+// secretsFile is what LoadSecrets keeps under DataDir.
+type secretsFile struct {
+	JWTSecret     string `json:"jwtSecret"`
+	EncryptionKey string `json:"encryptionKey"`
+}
+
+// LoadSecrets fills in JWT_SECRET and ENCRYPTION_KEY outside production when
+// they are not set: it reads them from DataDir/secrets.json, or generates
+// them there (mode 0600) on first start, so that a new wallet works with no
+// configuration and keeps working across restarts.
+func (c *Config) LoadSecrets(log *slog.Logger) error {
+	if len(c.JWTSecret) > 0 && c.EncryptionKey != "" {
+		return nil
+	}
+	if c.Production {
+		return errors.New("production mode requires JWT_SECRET and ENCRYPTION_KEY")
+	}
+	path := filepath.Join(c.DataDir, "secrets.json")
+	var s secretsFile
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &s); err != nil || len(s.JWTSecret) < 32 || len(s.EncryptionKey) != 64 {
+			return fmt.Errorf("%s is damaged; restore it or remove it (removing it makes stored keys unreadable)", path)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("secrets file is readable by others; run chmod 600", "path", path)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		s = secretsFile{JWTSecret: randomHex(32), EncryptionKey: randomHex(32)}
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(s, "", "  ")
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("write generated secrets: %w", err)
+		}
+		if _, err := f.Write(append(b, '\n')); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		log.Warn("generated JWT_SECRET and ENCRYPTION_KEY for development; back this file up, "+
+			"and set both variables explicitly in production", "path", path)
+	default:
+		return err
+	}
+	if len(c.JWTSecret) == 0 {
+		c.JWTSecret = []byte(s.JWTSecret)
+	}
+	if c.EncryptionKey == "" {
+		c.EncryptionKey = s.EncryptionKey
+	}
+	c.GeneratedSecrets = true
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func intVar(env map[string]string, name string, def, min, max int, bad func(string, ...any)) int {
+	s, ok := env[name]
+	if !ok || s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < min || n > max {
+		bad("%s must be a whole number from %d to %d (got %q)", name, min, max, s)
+		return def
+	}
+	return n
+}
+
+func boolVar(env map[string]string, name string, def bool, bad func(string, ...any)) bool {
+	s, ok := env[name]
+	if !ok || s == "" {
+		return def
+	}
+	v, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		bad("%s must be true or false (got %q)", name, s)
+		return def
+	}
+	return v
+}
+
+// durationVar accepts Go durations ("90m", "24h") and the seed's day form
+// ("7d").
+func durationVar(env map[string]string, name string, def time.Duration, bad func(string, ...any)) time.Duration {
+	s := strings.TrimSpace(env[name])
+	if s == "" {
+		return def
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n > 0 {
+			return time.Duration(n) * 24 * time.Hour
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		bad("%s must be a positive duration such as 24h, 90m or 7d (got %q)", name, s)
+		return def
+	}
+	return d
+}
