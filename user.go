@@ -51,10 +51,13 @@ type UserFilter struct {
 
 // UserStore persists users.
 type UserStore interface {
+	// Every mutating method appends ev (which may be nil) to the audit log
+	// in the same transaction as its change.
+	//
 	// CreateUser stores u together with its personal workspace ws, making u
 	// the workspace's owner, in one transaction. ECONFLICT if the email is
 	// taken.
-	CreateUser(ctx context.Context, u *User, ws *Workspace) error
+	CreateUser(ctx context.Context, u *User, ws *Workspace, ev *AuditEvent) error
 	// FindUserByID returns ENOTFOUND if there is no such user.
 	FindUserByID(ctx context.Context, id string) (*User, error)
 	// FindUserByEmail returns ENOTFOUND if there is no such user.
@@ -63,8 +66,8 @@ type UserStore interface {
 	FindUsers(ctx context.Context, f UserFilter) ([]*User, error)
 	// UpdateUser applies upd and returns the new user. A change of password,
 	// role or disabled state also bumps TokenVersion. ENOTFOUND.
-	UpdateUser(ctx context.Context, id string, upd UserUpdate) (*User, error)
+	UpdateUser(ctx context.Context, id string, upd UserUpdate, ev *AuditEvent) (*User, error)
 	// RevokeUserTokens bumps TokenVersion so every JWT issued before now
 	// stops working. ENOTFOUND.
-	RevokeUserTokens(ctx context.Context, id string) error
+	RevokeUserTokens(ctx context.Context, id string, ev *AuditEvent) error
 }

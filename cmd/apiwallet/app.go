@@ -90,6 +90,7 @@ func (a *app) authService() *auth.Service {
 	return &auth.Service{
 		Users:      a.db,
 		Workspaces: a.db,
+		Audit:      a.db,
 		Limiter:    a.limiter,
 		Log:        a.log,
 		JWT: &auth.JWT{Secret: a.cfg.JWTSecret, Issuer: a.cfg.JWTIssuer, Audience: a.cfg.JWTAudience,

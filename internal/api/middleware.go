@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/apikeywallet/apiwallet"
 )
 
 type ctxKey int
@@ -119,6 +121,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		rid := newRequestID()
 		w.Header().Set("X-Request-Id", rid)
 		ctx := context.WithValue(r.Context(), requestIDKey, rid)
+		ctx = apiwallet.WithRequestInfo(ctx, apiwallet.RequestInfo{ClientIP: s.clientIP(r), RequestID: rid})
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		if s.metrics != nil {

@@ -160,3 +160,19 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 	}
 	return apiwallet.Errorf(apiwallet.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path)
 }
+
+// require fails unless the caller's role in the acting workspace grants at
+// least min.
+func (p *Principal) require(min apiwallet.WorkspaceRole, doing string) error {
+	if !p.Membership.Role.AtLeast(min) {
+		return apiwallet.Errorf(apiwallet.EFORBIDDEN, "your role in this workspace (%s) cannot %s; it needs %s or above",
+			p.Membership.Role, doing, min)
+	}
+	return nil
+}
+
+// auditEvent starts an audit event for an action by p in its workspace.
+func (p *Principal) auditEvent(r *http.Request, action, targetType, targetID string) *apiwallet.AuditEvent {
+	return apiwallet.NewAuditEvent(r.Context(), p.Membership.Workspace.ID, apiwallet.ActorUser, p.User.ID,
+		action, targetType, targetID)
+}

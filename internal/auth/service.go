@@ -32,6 +32,7 @@ var (
 type Service struct {
 	Users      apiwallet.UserStore
 	Workspaces apiwallet.WorkspaceStore
+	Audit      apiwallet.AuditStore
 	JWT        *JWT
 	Limiter    ratelimit.Limiter
 	Log        *slog.Logger
@@ -78,8 +79,13 @@ func validateName(v *apiwallet.ValidationError, name string) string {
 	return name
 }
 
-// CreateUser validates and stores a new user with its personal workspace.
+// CreateUser validates and stores a new user with its personal workspace,
+// on an operator's behalf.
 func (s *Service) CreateUser(ctx context.Context, email, password, name string, role apiwallet.Role) (*apiwallet.User, error) {
+	return s.createUser(ctx, email, password, name, role, apiwallet.ActorSystem)
+}
+
+func (s *Service) createUser(ctx context.Context, email, password, name string, role apiwallet.Role, actorType string) (*apiwallet.User, error) {
 	var v apiwallet.ValidationError
 	email = ValidateEmail(&v, email)
 	ValidatePassword(&v, "password", password)
@@ -92,7 +98,11 @@ func (s *Service) CreateUser(ctx context.Context, email, password, name string, 
 		return nil, err
 	}
 	u := &apiwallet.User{Email: email, Name: name, Role: role, PasswordHash: hash}
-	if err := s.Users.CreateUser(ctx, u, &apiwallet.Workspace{Name: name + "'s workspace"}); err != nil {
+	// The store names the new user as target, and as actor when it
+	// registered itself.
+	ev := apiwallet.NewAuditEvent(ctx, "", actorType, "", "user.create", "user", "")
+	ev.Details = map[string]string{"role": string(role)}
+	if err := s.Users.CreateUser(ctx, u, &apiwallet.Workspace{Name: name + "'s workspace"}, ev); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -101,7 +111,7 @@ func (s *Service) CreateUser(ctx context.Context, email, password, name string, 
 // Register creates a USER account and logs it in. An ADMIN is only ever
 // made by an operator (apiwallet user create --admin), never by registering.
 func (s *Service) Register(ctx context.Context, email, password, name string) (*Session, error) {
-	u, err := s.CreateUser(ctx, email, password, name, apiwallet.RoleUser)
+	u, err := s.createUser(ctx, email, password, name, apiwallet.RoleUser, apiwallet.ActorUser)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +144,9 @@ func (s *Service) Login(ctx context.Context, email, password, clientIP string) (
 	u, err := s.Users.FindUserByEmail(ctx, email)
 	if apiwallet.ErrorCode(err) == apiwallet.ENOTFOUND {
 		_, _ = VerifyPassword(password, dummyHash)
-		return nil, errBadLogin
+		// No actor: an unknown email is not recorded, it may be a
+		// mistyped password pasted into the wrong field.
+		return nil, s.loginFailed(ctx, nil, "unknown account")
 	} else if err != nil {
 		return nil, err
 	}
@@ -142,10 +154,36 @@ func (s *Service) Login(ctx context.Context, email, password, clientIP string) (
 	if err != nil {
 		return nil, err
 	}
-	if !ok || u.Disabled {
-		return nil, errBadLogin
+	if !ok {
+		return nil, s.loginFailed(ctx, u, "wrong password")
 	}
-	return s.session(u)
+	if u.Disabled {
+		return nil, s.loginFailed(ctx, u, "account disabled")
+	}
+	ss, err := s.session(u)
+	if err != nil {
+		return nil, err
+	}
+	ev := apiwallet.NewAuditEvent(ctx, u.PersonalWorkspaceID, apiwallet.ActorUser, u.ID, "auth.login", "user", u.ID)
+	if err := s.Audit.AppendAudit(ctx, ev); err != nil {
+		return nil, err
+	}
+	return ss, nil
+}
+
+// loginFailed records a failed login and returns the one error every
+// failure gets.
+func (s *Service) loginFailed(ctx context.Context, u *apiwallet.User, reason string) error {
+	ev := apiwallet.NewAuditEvent(ctx, "", apiwallet.ActorUser, "", "auth.login", "user", "")
+	if u != nil {
+		ev.WorkspaceID, ev.ActorID, ev.TargetID = u.PersonalWorkspaceID, u.ID, u.ID
+	}
+	ev.Outcome = apiwallet.OutcomeFailure
+	ev.Details = map[string]string{"reason": reason}
+	if err := s.Audit.AppendAudit(ctx, ev); err != nil {
+		return err
+	}
+	return errBadLogin
 }
 
 func (s *Service) throttle(ctx context.Context, key string, l ratelimit.Limit) error {
@@ -185,7 +223,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*apiwallet.Us
 
 // Logout revokes every login token the user holds.
 func (s *Service) Logout(ctx context.Context, u *apiwallet.User) error {
-	return s.Users.RevokeUserTokens(ctx, u.ID)
+	return s.Users.RevokeUserTokens(ctx, u.ID,
+		apiwallet.NewAuditEvent(ctx, u.PersonalWorkspaceID, apiwallet.ActorUser, u.ID, "auth.logout", "user", u.ID))
 }
 
 // ChangePassword checks the current password, stores the new one and
@@ -209,7 +248,8 @@ func (s *Service) ChangePassword(ctx context.Context, u *apiwallet.User, current
 	if err != nil {
 		return nil, err
 	}
-	nu, err := s.Users.UpdateUser(ctx, u.ID, apiwallet.UserUpdate{PasswordHash: &hash})
+	nu, err := s.Users.UpdateUser(ctx, u.ID, apiwallet.UserUpdate{PasswordHash: &hash},
+		apiwallet.NewAuditEvent(ctx, u.PersonalWorkspaceID, apiwallet.ActorUser, u.ID, "auth.password_change", "user", u.ID))
 	if err != nil {
 		return nil, err
 	}

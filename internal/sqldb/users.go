@@ -32,7 +32,7 @@ func scanUser(s scanner) (*apiwallet.User, error) {
 }
 
 // CreateUser implements apiwallet.UserStore.
-func (db *DB) CreateUser(ctx context.Context, u *apiwallet.User, ws *apiwallet.Workspace) (err error) {
+func (db *DB) CreateUser(ctx context.Context, u *apiwallet.User, ws *apiwallet.Workspace, ev *apiwallet.AuditEvent) (err error) {
 	defer apiwallet.Wrap(&err, "CreateUser")
 	now := db.now()
 	u.Email = strings.ToLower(u.Email)
@@ -63,7 +63,16 @@ func (db *DB) CreateUser(ctx context.Context, u *apiwallet.User, ws *apiwallet.W
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO memberships (workspace_id, user_id, role, created_at)
 			VALUES ($1, $2, $3, $4)`, ws.ID, u.ID, apiwallet.WorkspaceOwner, now)
-		return err
+		if err != nil {
+			return err
+		}
+		if ev != nil {
+			if ev.ActorType == apiwallet.ActorUser && ev.ActorID == "" {
+				ev.ActorID = u.ID
+			}
+			ev.WorkspaceID, ev.TargetType, ev.TargetID = ws.ID, "user", u.ID
+		}
+		return db.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return err
@@ -111,7 +120,7 @@ func (db *DB) FindUsers(ctx context.Context, f apiwallet.UserFilter) (_ []*apiwa
 }
 
 // UpdateUser implements apiwallet.UserStore.
-func (db *DB) UpdateUser(ctx context.Context, id string, upd apiwallet.UserUpdate) (u *apiwallet.User, err error) {
+func (db *DB) UpdateUser(ctx context.Context, id string, upd apiwallet.UserUpdate, ev *apiwallet.AuditEvent) (u *apiwallet.User, err error) {
 	defer apiwallet.Wrap(&err, "UpdateUser")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		cur, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
@@ -138,24 +147,29 @@ func (db *DB) UpdateUser(ctx context.Context, id string, upd apiwallet.UserUpdat
 		_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, role = $2, password_hash = $3,
 			disabled = $4, token_version = $5, updated_at = $6 WHERE id = $7`,
 			cur.Name, cur.Role, cur.PasswordHash, cur.Disabled, cur.TokenVersion, micros(cur.UpdatedAt), id)
+		if err != nil {
+			return err
+		}
 		u = cur
-		return err
+		return db.appendAudit(ctx, tx, ev)
 	})
 	return u, err
 }
 
 // RevokeUserTokens implements apiwallet.UserStore.
-func (db *DB) RevokeUserTokens(ctx context.Context, id string) (err error) {
+func (db *DB) RevokeUserTokens(ctx context.Context, id string, ev *apiwallet.AuditEvent) (err error) {
 	defer apiwallet.Wrap(&err, "RevokeUserTokens")
-	res, err := db.db.ExecContext(ctx, `UPDATE users SET token_version = token_version + 1,
-		updated_at = $1 WHERE id = $2`, db.now(), id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return apiwallet.Errorf(apiwallet.ENOTFOUND, "user not found")
-	}
-	return nil
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET token_version = token_version + 1,
+			updated_at = $1 WHERE id = $2`, db.now(), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return apiwallet.Errorf(apiwallet.ENOTFOUND, "user not found")
+		}
+		return db.appendAudit(ctx, tx, ev)
+	})
 }
 
 // FindMemberships implements apiwallet.WorkspaceStore.

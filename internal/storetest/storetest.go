@@ -15,19 +15,21 @@ import (
 type Store interface {
 	apiwallet.UserStore
 	apiwallet.WorkspaceStore
+	apiwallet.AuditStore
 }
 
 // Run runs the whole suite; newStore returns an empty, migrated store.
 func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, newStore(t)) })
 	t.Run("Workspaces", func(t *testing.T) { testWorkspaces(t, newStore(t)) })
+	t.Run("Audit", func(t *testing.T) { testAudit(t, newStore(t)) })
 }
 
 // MustCreateUser creates a user with a personal workspace.
 func MustCreateUser(t testing.TB, s apiwallet.UserStore, email string) *apiwallet.User {
 	t.Helper()
 	u := &apiwallet.User{Email: email, Name: "Test " + email, Role: apiwallet.RoleUser, PasswordHash: "$argon2id$test"}
-	if err := s.CreateUser(context.Background(), u, &apiwallet.Workspace{Name: email}); err != nil {
+	if err := s.CreateUser(context.Background(), u, &apiwallet.Workspace{Name: email}, nil); err != nil {
 		t.Fatalf("CreateUser(%s): %v", email, err)
 	}
 	return u
@@ -50,7 +52,7 @@ func testUsers(t *testing.T, s Store) {
 		t.Fatalf("CreateUser did not fill ids and times: %+v", u)
 	}
 	dup := &apiwallet.User{Email: "alice@example.COM", Name: "x", Role: apiwallet.RoleUser, PasswordHash: "h"}
-	wantCode(t, s.CreateUser(ctx, dup, &apiwallet.Workspace{Name: "x"}), apiwallet.ECONFLICT)
+	wantCode(t, s.CreateUser(ctx, dup, &apiwallet.Workspace{Name: "x"}, nil), apiwallet.ECONFLICT)
 
 	got, err := s.FindUserByEmail(ctx, "ALICE@example.com")
 	if err != nil {
@@ -69,7 +71,7 @@ func testUsers(t *testing.T, s Store) {
 
 	// Changing the password revokes earlier tokens; changing the name does not.
 	name := "Alice A."
-	upd, err := s.UpdateUser(ctx, u.ID, apiwallet.UserUpdate{Name: &name})
+	upd, err := s.UpdateUser(ctx, u.ID, apiwallet.UserUpdate{Name: &name}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func testUsers(t *testing.T, s Store) {
 		t.Fatalf("name update: %+v", upd)
 	}
 	hash := "$argon2id$new"
-	upd, err = s.UpdateUser(ctx, u.ID, apiwallet.UserUpdate{PasswordHash: &hash})
+	upd, err = s.UpdateUser(ctx, u.ID, apiwallet.UserUpdate{PasswordHash: &hash}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,24 +87,24 @@ func testUsers(t *testing.T, s Store) {
 		t.Fatalf("password update: %+v", upd)
 	}
 	disabled, admin := true, apiwallet.RoleAdmin
-	upd, err = s.UpdateUser(ctx, u.ID, apiwallet.UserUpdate{Disabled: &disabled, Role: &admin})
+	upd, err = s.UpdateUser(ctx, u.ID, apiwallet.UserUpdate{Disabled: &disabled, Role: &admin}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !upd.Disabled || upd.Role != apiwallet.RoleAdmin || upd.TokenVersion != u.TokenVersion+2 {
 		t.Fatalf("disable+role update: %+v", upd)
 	}
-	_, err = s.UpdateUser(ctx, "usr_missing", apiwallet.UserUpdate{Name: &name})
+	_, err = s.UpdateUser(ctx, "usr_missing", apiwallet.UserUpdate{Name: &name}, nil)
 	wantCode(t, err, apiwallet.ENOTFOUND)
 
-	if err := s.RevokeUserTokens(ctx, u.ID); err != nil {
+	if err := s.RevokeUserTokens(ctx, u.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = s.FindUserByID(ctx, u.ID)
 	if got.TokenVersion != u.TokenVersion+3 {
 		t.Fatalf("RevokeUserTokens: version %d", got.TokenVersion)
 	}
-	wantCode(t, s.RevokeUserTokens(ctx, "usr_missing"), apiwallet.ENOTFOUND)
+	wantCode(t, s.RevokeUserTokens(ctx, "usr_missing", nil), apiwallet.ENOTFOUND)
 
 	// Listing pages by ID.
 	MustCreateUser(t, s, "bob@example.com")
