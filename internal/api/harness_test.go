@@ -1,0 +1,188 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/apikeywallet/apiwallet/internal/api"
+	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/ratelimit"
+	"github.com/apikeywallet/apiwallet/internal/sqldb"
+	"github.com/apikeywallet/apiwallet/internal/testenv"
+)
+
+// testServer is the wallet's HTTP API on a real database behind httptest.
+type testServer struct {
+	*httptest.Server
+	t   *testing.T
+	db  *sqldb.DB
+	cfg *config.Config
+	// logs holds everything the server logged, for secret-leak checks.
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// forEachBackend runs fn against a fresh SQLite wallet and a fresh
+// PostgreSQL wallet (the latter skipped locally without a server, failed
+// under CI).
+func forEachBackend(t *testing.T, fn func(t *testing.T, ts *testServer)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, newTestServer(t, filepath.Join(t.TempDir(), "wallet.db"))) })
+	t.Run("postgres", func(t *testing.T) { fn(t, newTestServer(t, testenv.PostgresURL(t))) })
+}
+
+func testConfig(t *testing.T, env ...string) *config.Config {
+	t.Helper()
+	base := []string{
+		"JWT_SECRET=test-secret-test-secret-test-secret-0123",
+		"ENCRYPTION_KEY=" + strings.Repeat("ab", 32),
+		"ENABLE_METRICS=true",
+		"APIWALLET_DATA_DIR=" + t.TempDir(),
+	}
+	cfg, err := config.Load(append(base, env...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
+	t.Helper()
+	ctx := context.Background()
+	cfg := testConfig(t, env...)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	db, err := sqldb.Open(ctx, dsn, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx, log); err != nil {
+		t.Fatal(err)
+	}
+	authSvc := &auth.Service{
+		Users: db, Workspaces: db, Audit: db, Log: log,
+		Limiter: ratelimit.NewMemory(time.Now),
+		JWT: &auth.JWT{Secret: cfg.JWTSecret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+			TTL: cfg.JWTExpiresIn, Now: time.Now},
+	}
+	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Registry: prometheus.NewRegistry()})
+	ts := &testServer{Server: httptest.NewServer(srv), t: t, db: db, cfg: cfg, logs: logs}
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// response is a decoded HTTP response.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a generic map.
+func (r *response) JSON() map[string]any {
+	var m map[string]any
+	_ = json.Unmarshal(r.Body, &m)
+	return m
+}
+
+// do sends a request. body may be nil, a string (sent raw) or a value
+// (sent as JSON). headers alternate name, value.
+func (ts *testServer) do(method, path, token string, body any, headers ...string) *response {
+	ts.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, ts.URL+path, rd)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := ts.Client().Do(req)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return &response{Status: res.StatusCode, Header: res.Header, Body: b}
+}
+
+// want fails unless r has the given status; problem responses must be
+// problem+json.
+func (r *response) want(t *testing.T, status int) *response {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("status = %d, want %d; body: %s", r.Status, status, r.Body)
+	}
+	if status >= 400 && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/problem+json") {
+		t.Fatalf("error response Content-Type = %q, want application/problem+json", r.Header.Get("Content-Type"))
+	}
+	return r
+}
+
+// account is a registered test user.
+type account struct {
+	ID          string
+	Email       string
+	Token       string
+	WorkspaceID string
+}
+
+// register creates an account and returns its token and ids.
+func (ts *testServer) register(email string) account {
+	ts.t.Helper()
+	r := ts.do("POST", "/auth/register", "", map[string]string{
+		"email": email, "password": "correct horse battery", "name": "User " + email})
+	r.want(ts.t, http.StatusCreated)
+	m := r.JSON()
+	u := m["user"].(map[string]any)
+	return account{ID: u["id"].(string), Email: email, Token: m["token"].(string),
+		WorkspaceID: u["personalWorkspaceId"].(string)}
+}
