@@ -1,0 +1,146 @@
+package ratelimit
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apikeywallet/apiwallet/internal/testenv"
+	"github.com/redis/go-redis/v9"
+)
+
+// testRedisClient returns a client for APIWALLET_TEST_REDIS_URL (skipping, or
+// failing under CI=true, when it is unset), closed when t ends.
+func testRedisClient(t *testing.T) *redis.Client {
+	t.Helper()
+	u := testenv.Require(t, testenv.RedisEnv)
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatalf("parse %s: %v", testenv.RedisEnv, err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redis at %s: %v", u, err)
+	}
+	return c
+}
+
+// testPrefix returns a key prefix unique to t and deletes every key under it
+// when t ends.
+func testPrefix(t *testing.T, c redis.UniversalClient) string {
+	t.Helper()
+	prefix := uniqueName(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("clean up %s*: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+func TestRedisBehaviour(t *testing.T) {
+	c := testRedisClient(t)
+	testLimiter(t, func(t *testing.T) Limiter { return NewRedis(c, testPrefix(t, c)) })
+}
+
+func TestRedisKeyExpiresAtReset(t *testing.T) {
+	c := testRedisClient(t)
+	prefix := testPrefix(t, c)
+	l := NewRedis(c, prefix)
+	ctx := context.Background()
+	lim := Limit{Rate: 10, Period: time.Second, Burst: 2} // T = 100ms
+
+	d, err := l.Allow(ctx, "k", lim, 2)
+	if err != nil || !d.Allowed {
+		t.Fatalf("Allow: %+v, %v", d, err)
+	}
+	ttl, err := c.PTTL(ctx, prefix+"k").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 0 || ttl > d.ResetAfter+time.Millisecond || d.ResetAfter > 200*time.Millisecond {
+		t.Fatalf("PTTL %v with ResetAfter %v, want 0 < PTTL <= ResetAfter (+1ms rounding) <= 200ms", ttl, d.ResetAfter)
+	}
+	// A denied request or a peek writes nothing.
+	if d, _ := l.Allow(ctx, "k", lim, 1); d.Allowed {
+		t.Fatalf("allowed past the burst: %+v", d)
+	}
+	if _, err := l.Allow(ctx, "peek", lim, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.Exists(ctx, prefix+"peek").Result(); n != 0 {
+		t.Fatal("a peek created a key")
+	}
+	time.Sleep(ttl + 50*time.Millisecond)
+	if n, _ := c.Exists(ctx, prefix+"k").Result(); n != 0 {
+		t.Fatal("the bucket key outlived its reset time")
+	}
+}
+
+func TestRedisScriptReloadedAfterFlush(t *testing.T) {
+	c := testRedisClient(t)
+	l := NewRedis(c, testPrefix(t, c))
+	ctx := context.Background()
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.Allow(ctx, "k", PerMinute(5), 1); err != nil || !d.Allowed {
+		t.Fatalf("Allow after SCRIPT FLUSH: %+v, %v", d, err)
+	}
+}
+
+// Three wallet instances, each with its own client, 50 goroutines each, on
+// one key: exactly Rate allowed in all.
+func TestRedisInstancesShareOneLimit(t *testing.T) {
+	first := testRedisClient(t)
+	prefix := testPrefix(t, first)
+	opt := first.Options()
+	limiters := []*Redis{NewRedis(first, prefix)}
+	for range 2 {
+		c := redis.NewClient(opt)
+		t.Cleanup(func() { c.Close() })
+		limiters = append(limiters, NewRedis(c, prefix))
+	}
+	ctx := context.Background()
+	lim := Limit{Rate: 100, Period: time.Minute}
+	// Load the script first so the hammering measures decisions only.
+	if _, err := limiters[0].Allow(ctx, "warmup", lim, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, l := range limiters {
+		for range 50 {
+			wg.Go(func() {
+				<-start
+				for range 3 {
+					d, err := l.Allow(ctx, "shared", lim, 1)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if d.Allowed {
+						allowed.Add(1)
+					}
+				}
+			})
+		}
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	checkExactly100(t, allowed.Load(), time.Since(began))
+}
