@@ -14,11 +14,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/apikeywallet/apiwallet/internal/account"
 	"github.com/apikeywallet/apiwallet/internal/api"
 	"github.com/apikeywallet/apiwallet/internal/auth"
 	"github.com/apikeywallet/apiwallet/internal/config"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
+	"github.com/apikeywallet/apiwallet/internal/team"
+	"github.com/apikeywallet/apiwallet/internal/vault"
 )
 
 // app is the wired wallet: configuration, storage and services.
@@ -91,11 +94,29 @@ func (a *app) authService() *auth.Service {
 		Users:      a.db,
 		Workspaces: a.db,
 		Audit:      a.db,
+		Tokens:     a.db,
 		Limiter:    a.limiter,
 		Log:        a.log,
 		JWT: &auth.JWT{Secret: a.cfg.JWTSecret, Issuer: a.cfg.JWTIssuer, Audience: a.cfg.JWTAudience,
 			TTL: a.cfg.JWTExpiresIn, Now: time.Now},
 	}
+}
+
+// keyService opens the vault with ENCRYPTION_KEY; it fails if that is not
+// the root key the database is encrypted with.
+func (a *app) keyService(ctx context.Context) (*vault.Service, error) {
+	root, err := vault.ParseRootKey(a.cfg.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	defer vault.Zero(root)
+	return vault.NewService(ctx, a.db, root)
+}
+
+// accountService serves data export, erasure and user administration.
+func (a *app) accountService() *account.Service {
+	return &account.Service{Users: a.db, Workspaces: a.db, Teams: a.db, Accounts: a.db, Audit: a.db,
+		Limiter: a.limiter, Sections: []account.Section{account.KeysSection(a.db), account.TokensSection(a.db)}}
 }
 
 // redisPinger adapts a go-redis client to api.Pinger.
@@ -113,7 +134,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	defer a.close()
 
-	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: a.authService(), DB: a.db, Registry: prometheus.NewRegistry()}
+	keys, err := a.keyService(ctx)
+	if err != nil {
+		return err
+	}
+	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: a.authService(), DB: a.db, Keys: keys,
+		Teams: &team.Service{Store: a.db}, Accounts: a.accountService(), Registry: prometheus.NewRegistry()}
 	if a.redis != nil {
 		deps.Redis = redisPinger{a.redis}
 	}

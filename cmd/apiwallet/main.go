@@ -8,6 +8,10 @@
 //	apiwallet seed                        create a demo account
 //	apiwallet user create --email E --name N [--admin]
 //	                                      create a user; password on stdin
+//	apiwallet audit verify                check the audit log's hash chain
+//	apiwallet rotate-master-key [--old-env NAME] [--new-env NAME]
+//	                                      rewrap every data key under a new root key
+//	                                      read from NEW_ENCRYPTION_KEY
 //	apiwallet version                     print the version
 package main
 
@@ -46,6 +50,10 @@ const usage = `usage:
   apiwallet seed                                    create the demo account
   apiwallet user create --email E --name N [--admin]
                                                     create a user (password on stdin)
+  apiwallet audit verify                            check the audit log's hash chain
+  apiwallet rotate-master-key [--old-env NAME] [--new-env NAME]
+                                                    rewrap every data key from ENCRYPTION_KEY to
+                                                    NEW_ENCRYPTION_KEY (keys only from the environment)
   apiwallet version                                 print the version
 `
 
@@ -65,6 +73,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return migrate(ctx, stderr, environ)
 	case "seed":
 		return seed(ctx, stdout, stderr, environ)
+	case "audit":
+		return auditCmd(ctx, args[1:], stdout, stderr, environ)
+	case "rotate-master-key":
+		return rotateMasterKey(ctx, args[1:], stdout, stderr, environ)
 	case "user":
 		return userCmd(ctx, args[1:], stdin, stdout, stderr, environ)
 	case "version", "--version", "-v":

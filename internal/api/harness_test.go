@@ -22,6 +22,7 @@ import (
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
+	"github.com/apikeywallet/apiwallet/internal/vault"
 )
 
 // testServer is the wallet's HTTP API on a real database behind httptest.
@@ -30,6 +31,8 @@ type testServer struct {
 	t   *testing.T
 	db  *sqldb.DB
 	cfg *config.Config
+	// keys is the vault behind /keys, for tests that reveal secrets.
+	keys *vault.Service
 	// logs holds everything the server logged, for secret-leak checks.
 	logs *syncBuffer
 }
@@ -89,13 +92,23 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 		t.Fatal(err)
 	}
 	authSvc := &auth.Service{
-		Users: db, Workspaces: db, Audit: db, Log: log,
+		Users: db, Workspaces: db, Audit: db, Tokens: db, Log: log,
 		Limiter: ratelimit.NewMemory(time.Now),
 		JWT: &auth.JWT{Secret: cfg.JWTSecret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
 			TTL: cfg.JWTExpiresIn, Now: time.Now},
 	}
-	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Registry: prometheus.NewRegistry()})
-	ts := &testServer{Server: httptest.NewServer(srv), t: t, db: db, cfg: cfg, logs: logs}
+	root, err := vault.ParseRootKey(cfg.EncryptionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := vault.NewService(ctx, db, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	teams, accounts := newTeamServices(db, authSvc.Limiter)
+	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Keys: keys,
+		Teams: teams, Accounts: accounts, Registry: prometheus.NewRegistry()})
+	ts := &testServer{Server: httptest.NewServer(srv), t: t, db: db, cfg: cfg, keys: keys, logs: logs}
 	t.Cleanup(ts.Close)
 	return ts
 }

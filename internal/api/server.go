@@ -15,8 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/apikeywallet/apiwallet"
+	"github.com/apikeywallet/apiwallet/internal/account"
 	"github.com/apikeywallet/apiwallet/internal/auth"
 	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/team"
+	"github.com/apikeywallet/apiwallet/internal/vault"
 )
 
 // Pinger is a dependency the health check asks.
@@ -32,6 +35,12 @@ type Deps struct {
 	DB     Pinger
 	// Redis is nil when REDIS_URL is not set.
 	Redis Pinger
+	// Keys stores, rotates and reveals upstream keys.
+	Keys *vault.Service
+	// Teams manages team workspaces, members and invitations.
+	Teams *team.Service
+	// Accounts serves data export, erasure and user administration.
+	Accounts *account.Service
 	// Registry receives the HTTP metrics; nil disables /metrics.
 	Registry *prometheus.Registry
 	Now      func() time.Time
@@ -59,6 +68,9 @@ type authedFunc func(w http.ResponseWriter, r *http.Request, p *Principal) error
 type Principal struct {
 	User       *apiwallet.User
 	Membership *apiwallet.Membership
+	// Token is the wallet access token the caller used, on the proxy
+	// endpoints only; nil for a login JWT.
+	Token *apiwallet.AccessToken
 }
 
 // NewServer builds the route table.
@@ -87,6 +99,37 @@ func (s *Server) routes() {
 	s.handle("POST /auth/password", s.authed(s.changePassword))
 
 	s.handle("GET /workspaces", s.authed(s.listWorkspaces))
+	s.handle("POST /workspaces", s.authed(s.createWorkspace))
+	s.handle("GET /workspaces/{id}", s.authed(s.getWorkspace))
+	s.handle("GET /workspaces/{id}/members", s.authed(s.listMembers))
+	s.handle("PATCH /workspaces/{id}/members/{userId}", s.authed(s.updateMember))
+	s.handle("DELETE /workspaces/{id}/members/{userId}", s.authed(s.removeMember))
+	s.handle("POST /workspaces/{id}/invitations", s.authed(s.createInvitation))
+	s.handle("GET /workspaces/{id}/invitations", s.authed(s.listInvitations))
+	s.handle("DELETE /workspaces/{id}/invitations/{invitationId}", s.authed(s.revokeInvitation))
+	s.handle("POST /invitations/accept", s.authed(s.acceptInvitation))
+
+	s.handle("GET /account/export", s.authed(s.exportAccount))
+	s.handle("DELETE /account", s.authed(s.deleteAccount))
+
+	s.handle("GET /admin/users", s.authed(s.adminListUsers))
+	s.handle("GET /admin/users/{id}", s.authed(s.adminGetUser))
+	s.handle("PATCH /admin/users/{id}", s.authed(s.adminUpdateUser))
+	s.handle("PATCH /admin/workspaces/{id}", s.authed(s.adminUpdateWorkspace))
+
+	s.handle("POST /keys", s.authed(s.createKey))
+	s.handle("GET /keys", s.authed(s.listKeys))
+	s.handle("GET /keys/{id}", s.authed(s.getKey))
+	s.handle("PATCH /keys/{id}", s.authed(s.updateKey))
+	s.handle("DELETE /keys/{id}", s.authed(s.deleteKey))
+	s.handle("POST /keys/{id}/rotate", s.authed(s.rotateKey))
+
+	s.handle("POST /tokens", s.authed(s.createToken))
+	s.handle("GET /tokens", s.authed(s.listTokens))
+	s.handle("DELETE /tokens/{id}", s.authed(s.revokeToken))
+	s.handle("POST /tokens/{id}/rotate", s.authed(s.rotateToken))
+
+	s.handle("GET /audit", s.authed(s.listAudit))
 
 	// Everything else: a problem+json 404 (or 405 for a known path).
 	s.handle("/", s.notFound)
@@ -111,6 +154,11 @@ func (s *Server) authed(h authedFunc) handlerFunc {
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet"`)
 			return apiwallet.Errorf(apiwallet.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <token>")
+		}
+		// A wallet access token can never manage keys or tokens, valid
+		// or not: it is not even looked up here.
+		if strings.HasPrefix(token, apiwallet.AccessTokenPrefix) {
+			return errAccessTokenOnManagement
 		}
 		u, err := s.Auth.Authenticate(r.Context(), token)
 		if err != nil {

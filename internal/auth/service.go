@@ -36,6 +36,13 @@ type Service struct {
 	JWT        *JWT
 	Limiter    ratelimit.Limiter
 	Log        *slog.Logger
+	// Tokens stores wallet access tokens (see tokens.go).
+	Tokens apiwallet.TokenStore
+	// Now is the time access-token expiry and grace periods are checked
+	// against; nil means time.Now. Tests move it.
+	Now func() time.Time
+
+	tokenUse tokenUse
 }
 
 // Session is what a successful register or login returns.

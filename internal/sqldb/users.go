@@ -123,37 +123,45 @@ func (db *DB) FindUsers(ctx context.Context, f apiwallet.UserFilter) (_ []*apiwa
 func (db *DB) UpdateUser(ctx context.Context, id string, upd apiwallet.UserUpdate, ev *apiwallet.AuditEvent) (u *apiwallet.User, err error) {
 	defer apiwallet.Wrap(&err, "UpdateUser")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
-		if err != nil {
-			return notFound(err, "user")
-		}
-		revoke := false
-		if upd.Name != nil {
-			cur.Name = *upd.Name
-		}
-		if upd.Role != nil && *upd.Role != cur.Role {
-			cur.Role, revoke = *upd.Role, true
-		}
-		if upd.PasswordHash != nil {
-			cur.PasswordHash, revoke = *upd.PasswordHash, true
-		}
-		if upd.Disabled != nil && *upd.Disabled != cur.Disabled {
-			cur.Disabled, revoke = *upd.Disabled, true
-		}
-		if revoke {
-			cur.TokenVersion++
-		}
-		cur.UpdatedAt = fromMicros(db.now())
-		_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, role = $2, password_hash = $3,
-			disabled = $4, token_version = $5, updated_at = $6 WHERE id = $7`,
-			cur.Name, cur.Role, cur.PasswordHash, cur.Disabled, cur.TokenVersion, micros(cur.UpdatedAt), id)
-		if err != nil {
+		if u, err = db.updateUser(ctx, tx, id, upd); err != nil {
 			return err
 		}
-		u = cur
 		return db.appendAudit(ctx, tx, ev)
 	})
 	return u, err
+}
+
+// updateUser applies upd to user id inside tx; UpdateUser and
+// UpdateUserAsAdmin share it.
+func (db *DB) updateUser(ctx context.Context, tx *sql.Tx, id string, upd apiwallet.UserUpdate) (*apiwallet.User, error) {
+	cur, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	if err != nil {
+		return nil, notFound(err, "user")
+	}
+	revoke := false
+	if upd.Name != nil {
+		cur.Name = *upd.Name
+	}
+	if upd.Role != nil && *upd.Role != cur.Role {
+		cur.Role, revoke = *upd.Role, true
+	}
+	if upd.PasswordHash != nil {
+		cur.PasswordHash, revoke = *upd.PasswordHash, true
+	}
+	if upd.Disabled != nil && *upd.Disabled != cur.Disabled {
+		cur.Disabled, revoke = *upd.Disabled, true
+	}
+	if revoke {
+		cur.TokenVersion++
+	}
+	cur.UpdatedAt = fromMicros(db.now())
+	_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, role = $2, password_hash = $3,
+		disabled = $4, token_version = $5, updated_at = $6 WHERE id = $7`,
+		cur.Name, cur.Role, cur.PasswordHash, cur.Disabled, cur.TokenVersion, micros(cur.UpdatedAt), id)
+	if err != nil {
+		return nil, err
+	}
+	return cur, nil
 }
 
 // RevokeUserTokens implements apiwallet.UserStore.

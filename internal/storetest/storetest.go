@@ -16,6 +16,10 @@ type Store interface {
 	apiwallet.UserStore
 	apiwallet.WorkspaceStore
 	apiwallet.AuditStore
+	apiwallet.TeamStore
+	apiwallet.AccountStore
+	apiwallet.KeyStore
+	apiwallet.TokenStore
 }
 
 // Run runs the whole suite; newStore returns an empty, migrated store.
@@ -23,6 +27,11 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, newStore(t)) })
 	t.Run("Workspaces", func(t *testing.T) { testWorkspaces(t, newStore(t)) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, newStore(t)) })
+	t.Run("Teams", func(t *testing.T) { testTeams(t, newStore(t)) })
+	t.Run("AccountDeletion", func(t *testing.T) { testAccountDeletion(t, newStore(t)) })
+	t.Run("Admin", func(t *testing.T) { testAdmin(t, newStore(t)) })
+	t.Run("Keys", func(t *testing.T) { testKeys(t, newStore) })
+	t.Run("Tokens", func(t *testing.T) { testTokens(t, newStore(t)) })
 }
 
 // MustCreateUser creates a user with a personal workspace.

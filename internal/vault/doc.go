@@ -1,6 +1,7 @@
 // Package vault is the wallet's cryptography: how stored upstream API keys
 // are encrypted, bound to their owner, rotated and destroyed. It has no
-// database or HTTP code; callers store the blobs it returns.
+// database or HTTP code: Service keeps the blobs it makes through the
+// apiwallet.KeyStore interface.
 //
 // # Envelope encryption
 //
@@ -33,6 +34,22 @@
 // every fingerprint keyed from it, permanently unrecoverable, including
 // copies left in backups and replicas. That is how erasure (account
 // deletion, GDPR) reaches data this service cannot otherwise chase down.
+//
+// # Service and the root key's life
+//
+// Service is what the rest of the wallet uses: it creates, lists, updates,
+// rotates and deletes keys, and Reveal hands the proxy one plaintext
+// secret for one request. The database records the current root key
+// version and a check value wrapped under it (apiwallet.RootKey), so an
+// instance started with the wrong ENCRYPTION_KEY refuses to start.
+//
+// RotateRootKey (the `apiwallet rotate-master-key` command) rewraps every
+// data key under a new root in one transaction while the wallet runs, and
+// bumps the version. Afterwards the old root opens nothing. Instances still
+// running with it keep serving metadata but fail on every secret with
+// ErrRootKeyMismatch naming the key, and cannot create data keys under the
+// retired root, until the operator restarts them with ENCRYPTION_KEY set to
+// the new key.
 //
 // # Handling rules
 //

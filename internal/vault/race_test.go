@@ -1,0 +1,5 @@
+//go:build race
+
+package vault_test
+
+func init() { raceEnabled = true }
