@@ -18,6 +18,9 @@ const (
 	EINTERNAL     = "internal"     // anything else: 500, message hidden
 )
 
+// ProblemBase prefixes every RFC 9457 problem type URI the wallet sends.
+const ProblemBase = "https://apiwallet.dev/problems/"
+
 // Error is an error whose Message is safe to show to the caller. Any error
 // that is not an *Error is internal and is shown only as "internal error".
 type Error struct {

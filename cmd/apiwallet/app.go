@@ -14,11 +14,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/account"
 	"github.com/apikeywallet/apiwallet/internal/api"
 	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/metering"
+	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
+	"github.com/apikeywallet/apiwallet/internal/routing"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
 	"github.com/apikeywallet/apiwallet/internal/team"
 	"github.com/apikeywallet/apiwallet/internal/vault"
@@ -119,6 +124,36 @@ func (a *app) accountService() *account.Service {
 		Limiter: a.limiter, Sections: []account.Section{account.KeysSection(a.db), account.TokensSection(a.db)}}
 }
 
+// invalidationChannel carries cache invalidations between instances.
+const invalidationChannel = "apiwallet:invalidate"
+
+// invalidateOnCommit empties the proxy's caches after every committed
+// change, here and, through Redis, on every other instance.
+func (a *app) invalidateOnCommit(ctx context.Context, epoch *proxy.Epoch) {
+	if a.redis == nil {
+		a.db.OnCommit = epoch.Bump
+		return
+	}
+	self := apiwallet.NewID("inst")
+	a.db.OnCommit = func() {
+		epoch.Bump()
+		pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := a.redis.Publish(pctx, invalidationChannel, self).Err(); err != nil {
+			a.log.Warn("cache invalidation not published; other instances catch up within the cache TTL", "err", err)
+		}
+	}
+	sub := a.redis.Subscribe(ctx, invalidationChannel)
+	a.closers = append(a.closers, sub.Close)
+	go func() {
+		for msg := range sub.Channel() {
+			if msg.Payload != self {
+				epoch.Bump()
+			}
+		}
+	}()
+}
+
 // redisPinger adapts a go-redis client to api.Pinger.
 type redisPinger struct{ c *redis.Client }
 
@@ -138,8 +173,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
-	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: a.authService(), DB: a.db, Keys: keys,
-		Teams: &team.Service{Store: a.db}, Accounts: a.accountService(), Registry: prometheus.NewRegistry()}
+	reg := prometheus.NewRegistry()
+	authSvc := a.authService()
+	cat := catalog.New()
+	if err := cat.ApplyEnv(a.cfg.BaseURLs); err != nil {
+		return err
+	}
+	recorder := metering.NewRecorder(a.db, a.log, metering.Options{Registerer: reg})
+	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
+		Counter: a.db, Recorder: recorder, Audit: a.db, Log: a.log}, proxy.Options{FallbackKeys: a.cfg.FallbackKeys})
+	a.invalidateOnCommit(ctx, px.Epoch())
+	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: authSvc, DB: a.db, Keys: keys,
+		Teams: &team.Service{Store: a.db}, Accounts: a.accountService(), Registry: reg,
+		Proxy: px, Catalog: cat}
 	if a.redis != nil {
 		deps.Redis = redisPinger{a.redis}
 	}
@@ -173,6 +219,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// In-flight calls are done: their usage records are flushed before the
+	// database closes.
+	px.Close()
+	if err := recorder.Close(sctx); err != nil {
+		a.log.Error("usage records not flushed", "err", err)
+	}
+	authSvc.Wait()
 	a.log.Info("stopped")
 	return nil
 }

@@ -18,8 +18,12 @@ import (
 
 	"github.com/apikeywallet/apiwallet/internal/api"
 	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/metering"
+	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
+	"github.com/apikeywallet/apiwallet/internal/routing"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
 	"github.com/apikeywallet/apiwallet/internal/vault"
@@ -32,7 +36,9 @@ type testServer struct {
 	db  *sqldb.DB
 	cfg *config.Config
 	// keys is the vault behind /keys, for tests that reveal secrets.
-	keys *vault.Service
+	keys     *vault.Service
+	proxy    *proxy.Proxy
+	recorder *metering.Recorder
 	// logs holds everything the server logged, for secret-leak checks.
 	logs *syncBuffer
 }
@@ -106,10 +112,24 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 		t.Fatal(err)
 	}
 	teams, accounts := newTeamServices(db, authSvc.Limiter)
+	reg := prometheus.NewRegistry()
+	cat := catalog.New()
+	if err := cat.ApplyEnv(cfg.BaseURLs); err != nil {
+		t.Fatal(err)
+	}
+	recorder := metering.NewRecorder(db, log, metering.Options{Registerer: reg, FlushInterval: 20 * time.Millisecond})
+	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
+		Counter: db, Recorder: recorder, Audit: db, Log: log}, proxy.Options{FallbackKeys: cfg.FallbackKeys})
+	db.OnCommit = px.Epoch().Bump
 	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Keys: keys,
-		Teams: teams, Accounts: accounts, Registry: prometheus.NewRegistry()})
-	ts := &testServer{Server: httptest.NewServer(srv), t: t, db: db, cfg: cfg, keys: keys, logs: logs}
-	t.Cleanup(ts.Close)
+		Teams: teams, Accounts: accounts, Registry: reg, Proxy: px, Catalog: cat})
+	ts := &testServer{Server: httptest.NewServer(srv), t: t, db: db, cfg: cfg, keys: keys, logs: logs,
+		proxy: px, recorder: recorder}
+	t.Cleanup(func() {
+		ts.Close()
+		px.Close()
+		_ = recorder.Close(context.Background())
+	})
 	return ts
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // ProblemBase prefixes every problem type URI.
-const ProblemBase = "https://apiwallet.dev/problems/"
+const ProblemBase = apiwallet.ProblemBase
 
 // Problem is an RFC 9457 problem details body.
 type Problem struct {

@@ -17,7 +17,9 @@ import (
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/account"
 	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/team"
 	"github.com/apikeywallet/apiwallet/internal/vault"
 )
@@ -41,6 +43,10 @@ type Deps struct {
 	Teams *team.Service
 	// Accounts serves data export, erasure and user administration.
 	Accounts *account.Service
+	// Proxy forwards calls to upstream services; nil disables proxying.
+	Proxy *proxy.Proxy
+	// Catalog is the service catalog.
+	Catalog *catalog.Catalog
 	// Registry receives the HTTP metrics; nil disables /metrics.
 	Registry *prometheus.Registry
 	Now      func() time.Time
@@ -85,7 +91,7 @@ func NewServer(d Deps) *Server {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	}
 	s.routes()
-	s.handler = s.observe(s.mux)
+	s.handler = s.observe(http.HandlerFunc(s.dispatch))
 	return s
 }
 
@@ -131,6 +137,12 @@ func (s *Server) routes() {
 
 	s.handle("GET /audit", s.authed(s.listAudit))
 
+	s.handle("GET /services", s.listServices)
+	s.handle("GET /services/{name}", s.getService)
+	s.handle("PUT /admin/services/{name}", s.authed(s.adminPutService))
+	s.handle("DELETE /admin/services/{name}", s.authed(s.adminDeleteService))
+	s.handle("POST /proxy", s.proxyCall)
+
 	// Everything else: a problem+json 404 (or 405 for a known path).
 	s.handle("/", s.notFound)
 }
@@ -141,6 +153,25 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 			writeError(w, r, s.log, err)
 		}
 	})
+}
+
+// proxyRoute labels /proxy/{service}/… requests in logs and metrics.
+const proxyRoute = "ANY /proxy/{service}/{path...}"
+
+// dispatch sends /proxy/{service}/… straight to the proxy, before the mux:
+// the mux would clean the path (resolving dot segments, redirecting), and
+// the proxy must see the path exactly as sent to refuse what is hostile.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/proxy/"); ok && s.Proxy != nil {
+		service, tail, _ := strings.Cut(rest, "/")
+		if tail != "" || strings.HasSuffix(rest, "/") {
+			tail = "/" + tail
+		}
+		r.Pattern = proxyRoute
+		s.Proxy.ServeService(w, r, service, tail)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // ServeHTTP implements http.Handler.
@@ -206,7 +237,28 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 		})
 		return nil
 	}
+	if s.Proxy != nil && !walletPath(r.URL.Path) {
+		// Not a wallet route: SDKs that own the URL path (stripe-go) call
+		// the upstream's paths at the wallet's root.
+		s.Proxy.ServeRoot(w, r)
+		return nil
+	}
 	return apiwallet.Errorf(apiwallet.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path)
+}
+
+// walletPrefixes are the first path segments of the wallet's own routes;
+// a miss below them is a wallet 404, never a proxied call.
+var walletPrefixes = []string{"auth", "workspaces", "invitations", "account", "admin", "keys", "tokens",
+	"audit", "services", "proxy", "monitoring", "metrics", "usage", "billing", "alerts", "problems"}
+
+func walletPath(p string) bool {
+	first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	for _, w := range walletPrefixes {
+		if first == w {
+			return true
+		}
+	}
+	return false
 }
 
 // require fails unless the caller's role in the acting workspace grants at

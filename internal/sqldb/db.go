@@ -34,6 +34,10 @@ type DB struct {
 	dialect dialect
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+	// OnCommit, if set, is called after every committed transaction that
+	// changed wallet state (not usage records): the proxy's caches are
+	// invalidated from it.
+	OnCommit func()
 }
 
 // Open connects to the database named by dsn: a postgres:// or
@@ -144,7 +148,13 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 	if err = fn(tx); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err = tx.Commit(); err != nil {
+		return err
+	}
+	if db.OnCommit != nil {
+		db.OnCommit()
+	}
+	return nil
 }
 
 // notFound turns sql.ErrNoRows into ENOTFOUND with the given message.

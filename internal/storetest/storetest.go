@@ -20,6 +20,7 @@ type Store interface {
 	apiwallet.AccountStore
 	apiwallet.KeyStore
 	apiwallet.TokenStore
+	apiwallet.UsageStore
 }
 
 // Run runs the whole suite; newStore returns an empty, migrated store.
@@ -32,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("Admin", func(t *testing.T) { testAdmin(t, newStore(t)) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, newStore) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, newStore(t)) })
+	t.Run("Usage", func(t *testing.T) { testUsage(t, newStore) })
 }
 
 // MustCreateUser creates a user with a personal workspace.

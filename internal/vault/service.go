@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/apikeywallet/apiwallet"
 )
@@ -280,4 +281,9 @@ func RotateRootKey(ctx context.Context, store apiwallet.KeyStore, oldRoot, newRo
 			Zero(plain)
 			return out, nil
 		}, ev)
+}
+
+// TouchKey records that the key was used at at (see apiwallet.KeyStore).
+func (s *Service) TouchKey(ctx context.Context, workspaceID, id string, at time.Time) error {
+	return s.store.TouchKey(ctx, workspaceID, id, at)
 }

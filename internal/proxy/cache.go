@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Epoch is a generation counter. Anything that may change who may call
+// what, or with which key, bumps it; cached entries from an older epoch are
+// never served.
+type Epoch struct{ n atomic.Uint64 }
+
+// Bump invalidates every cache entry made before it.
+func (e *Epoch) Bump() { e.n.Add(1) }
+
+// Load returns the current generation.
+func (e *Epoch) Load() uint64 { return e.n.Load() }
+
+// ttlCache is a map whose entries expire after a TTL or at an epoch bump.
+// Reads take a read lock only.
+type ttlCache[K comparable, V any] struct {
+	mu      sync.RWMutex
+	m       map[K]ttlEntry[V]
+	epoch   *Epoch
+	ttl     time.Duration
+	maxSize int
+}
+
+type ttlEntry[V any] struct {
+	v       V
+	epoch   uint64
+	expires int64 // unix nanoseconds
+}
+
+func newTTLCache[K comparable, V any](epoch *Epoch, ttl time.Duration, maxSize int) *ttlCache[K, V] {
+	return &ttlCache[K, V]{m: make(map[K]ttlEntry[V]), epoch: epoch, ttl: ttl, maxSize: maxSize}
+}
+
+func (c *ttlCache[K, V]) get(k K, now int64) (V, bool) {
+	c.mu.RLock()
+	e, ok := c.m[k]
+	c.mu.RUnlock()
+	if !ok || e.epoch != c.epoch.Load() || now >= e.expires {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+// put stores v as of epoch, the generation read before v was loaded, so
+// that a bump during the load makes the entry stale at once.
+func (c *ttlCache[K, V]) put(k K, v V, epoch uint64, now int64) {
+	c.mu.Lock()
+	if len(c.m) >= c.maxSize {
+		// Drop everything stale; if that is not enough, start over. Both
+		// are rare: the caches hold credentials and workspaces in use.
+		cur := c.epoch.Load()
+		for k, e := range c.m {
+			if e.epoch != cur || now >= e.expires {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= c.maxSize {
+			clear(c.m)
+		}
+	}
+	c.m[k] = ttlEntry[V]{v: v, epoch: epoch, expires: now + int64(c.ttl)}
+	c.mu.Unlock()
+}

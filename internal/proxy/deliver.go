@@ -1,0 +1,484 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apikeywallet/apiwallet"
+	"github.com/apikeywallet/apiwallet/internal/catalog"
+	"github.com/apikeywallet/apiwallet/internal/routing"
+)
+
+// maxMaskedBody is the largest error body read whole so that an echo of
+// the injected key can be masked in it.
+const maxMaskedBody = 256 << 10
+
+// deliver sends the upstream's answer to the client: status, headers and
+// body unchanged but for hop-by-hop headers, Set-Cookie and any echo of
+// the key, streaming as it arrives.
+func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *catalog.Service, req *request,
+	ks *keySet, strategy routing.Strategy, tried []attempt, res *http.Response, keyID string, secret []byte,
+	start time.Time, upstreamDur time.Duration, bytesIn int64) {
+	defer res.Body.Close()
+	mask := string(secret)
+	masked := maskOf(mask)
+	h := w.Header()
+	copyResponseHeaders(h, res.Header)
+	if mask != "" {
+		for k, vv := range h {
+			for i, v := range vv {
+				if strings.Contains(v, mask) {
+					if i == 0 {
+						vv = append([]string(nil), vv...)
+						h[k] = vv
+					}
+					vv[i] = strings.ReplaceAll(v, mask, masked)
+				}
+			}
+		}
+	}
+	h.Set("X-Wallet-Key-Id", keyID)
+	h.Set("X-Wallet-Attempts", strconv.Itoa(len(tried)))
+	h.Set("X-Wallet-Strategy", string(strategy))
+	overhead := p.now().Sub(start) - upstreamDur
+	h.Set("X-Wallet-Overhead-Ms", strconv.FormatFloat(float64(overhead.Microseconds())/1000, 'f', 3, 64))
+
+	failed := res.StatusCode >= 500 || res.StatusCode == 429
+	if keyID != "fallback" && res.StatusCode < 500 && res.StatusCode != 429 {
+		p.used.add(c.workspaceID, svc, ks, keyID, p.now())
+		p.touches.use(c.workspaceID, keyID)
+	}
+
+	// Error bodies are small: read them whole and mask the key in them.
+	if res.StatusCode >= 400 && res.ContentLength <= maxMaskedBody && mask != "" {
+		b, err := io.ReadAll(io.LimitReader(res.Body, maxMaskedBody+1))
+		if err == nil && len(b) <= maxMaskedBody {
+			b = bytes.ReplaceAll(b, []byte(mask), []byte(masked))
+			h.Set("Content-Length", strconv.Itoa(len(b)))
+			w.WriteHeader(res.StatusCode)
+			n, _ := w.Write(b)
+			p.record(c, svc, req, strategy, tried, keyID, res.StatusCode, failed, start, upstreamDur, bytesIn, int64(n))
+			return
+		}
+		// Too large to mask whole: what was read goes first, then the rest.
+		res.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), res.Body), res.Body}
+		h.Del("Content-Length")
+	}
+
+	w.WriteHeader(res.StatusCode)
+	stream := res.ContentLength < 0 || strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream")
+	rc := http.NewResponseController(w)
+	if stream {
+		_ = rc.Flush() // the client sees the headers at once
+	}
+	bp := p.bufs.Get().(*[]byte)
+	buf := *bp
+	var out int64
+	var broken error
+	for {
+		n, err := res.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				broken = werr
+				break
+			}
+			out += int64(n)
+			if stream {
+				_ = rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			broken = err
+			break
+		}
+	}
+	p.bufs.Put(bp)
+	p.record(c, svc, req, strategy, tried, keyID, res.StatusCode, failed || broken != nil, start, upstreamDur, bytesIn, out)
+	if broken != nil && r.Context().Err() == nil {
+		// The upstream broke off: the client must see a broken stream, not
+		// a clean end of a half answer. ErrAbortHandler makes net/http
+		// drop the connection without finishing the chunked body.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// maskOf is the masked form of a secret for echoes: its prefix and last
+// four characters at most.
+func maskOf(secret string) string {
+	if len(secret) <= 8 {
+		return "…"
+	}
+	return "…" + secret[len(secret)-4:]
+}
+
+// record hands one usage record to the recorder.
+func (p *Proxy) record(c *caller, svc *catalog.Service, req *request, strategy routing.Strategy, tried []attempt,
+	keyID string, status int, failed bool, start time.Time, upstream time.Duration, in, out int64) {
+	if p.recorder == nil {
+		return
+	}
+	total := p.now().Sub(start)
+	u := apiwallet.Usage{
+		WorkspaceID: c.workspaceID, Service: svc.Name, KeyID: keyID, UserID: c.userID,
+		Method: req.method, Status: status, Failed: failed, Attempts: len(tried),
+		Strategy: string(strategy), Premium: strategy != routing.StrategyPriority || len(tried) > 1,
+		LatencyMicros: total.Microseconds(), OverheadMicros: (total - upstream).Microseconds(),
+		BytesIn: in, BytesOut: out, CreatedAt: p.now().UTC(),
+	}
+	if c.token != nil {
+		u.TokenID = c.token.ID
+	}
+	var b strings.Builder
+	for i, a := range tried {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(a.keyID)
+		b.WriteByte(':')
+		if a.status != 0 {
+			b.WriteString(strconv.Itoa(a.status))
+		} else {
+			b.WriteString(a.reason)
+		}
+	}
+	u.Attempted = b.String()
+	if !failed && keyID != "" {
+		if tier := p.tierOf(c.workspaceID, svc.Name, keyID); tier == routing.TierFree {
+			u.SavedMicros = svc.PriceMicros
+		} else {
+			u.CostMicros = svc.PriceMicros
+		}
+	}
+	p.recorder.Record(u)
+}
+
+func (p *Proxy) tierOf(workspaceID, service, keyID string) string {
+	if ks, ok := p.keysets.get(workspaceID+"\x00"+service, p.now().UnixNano()); ok {
+		if t, ok := ks.tiers[keyID]; ok {
+			return t
+		}
+	}
+	return routing.TierPaid
+}
+
+// problem is the body of a wallet refusal on a proxy route: RFC 9457, plus
+// the service's own error member so that its SDK reads the refusal.
+type problem struct {
+	Type      string         `json:"type"`
+	Title     string         `json:"title"`
+	Status    int            `json:"status"`
+	Detail    string         `json:"detail"`
+	Instance  string         `json:"instance,omitempty"`
+	RequestID string         `json:"requestId,omitempty"`
+	Error     any            `json:"error,omitempty"`
+	Extra     map[string]any `json:"-"`
+}
+
+// refuse writes a wallet refusal. Errors that are not refusals are
+// internal: logged, and shown as a 500 without detail.
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, svc *catalog.Service, err error) {
+	var rf *refusal
+	if !errors.As(err, &rf) {
+		switch apiwallet.ErrorCode(err) {
+		case apiwallet.ENOTFOUND:
+			rf = &refusal{status: 404, code: "not_found", slug: "not-found", msg: apiwallet.ErrorMessage(err)}
+		case apiwallet.EUNAUTHORIZED:
+			rf = errBadCredential
+		default:
+			p.log.ErrorContext(r.Context(), "proxy: internal error", "err", err, "path", r.URL.Path)
+			rf = &refusal{status: 500, code: "internal_error", slug: "internal", msg: "internal error"}
+		}
+	}
+	body := map[string]any{
+		"type": apiwallet.ProblemBase + rf.slug, "title": http.StatusText(rf.status), "status": rf.status,
+		"detail": rf.msg, "instance": r.URL.Path, "code": rf.code,
+	}
+	if rid := w.Header().Get("X-Request-Id"); rid != "" {
+		body["requestId"] = rid
+	}
+	for k, v := range rf.extra {
+		body[k] = v
+	}
+	if svc != nil {
+		if m, ok := svc.ErrorMember(rf.status, rf.code, rf.msg); ok {
+			body["error"] = m
+		}
+	}
+	if rf.retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(rf.retry))
+	}
+	if rf.status == 401 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet"`)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(rf.status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// noKey refuses a call no key could serve, saying which keys were tried or
+// skipped and why (ids and reasons, never secrets).
+func (p *Proxy) noKey(w http.ResponseWriter, r *http.Request, svc *catalog.Service, ks *keySet, tried []attempt, now time.Time) {
+	type triedJSON struct {
+		KeyID  string `json:"keyId"`
+		Status int    `json:"status,omitempty"`
+		Reason string `json:"reason,omitempty"`
+	}
+	out := []triedJSON{}
+	for _, a := range tried {
+		out = append(out, triedJSON{KeyID: a.keyID, Status: a.status, Reason: a.reason})
+	}
+	skipped := ks.set.Explain(now, 20)
+	status, msg := http.StatusServiceUnavailable, fmt.Sprintf("no usable %s key in this workspace", svc.Name)
+	if len(tried) > 0 {
+		status, msg = http.StatusBadGateway, fmt.Sprintf("every %s key tried failed", svc.Name)
+	} else if ks.set.Len() == 0 && len(skipped) == 0 {
+		msg = fmt.Sprintf("this workspace has no enabled %s key: add one with POST /keys", svc.Name)
+	}
+	retry := 0
+	for _, s := range skipped {
+		if !s.Until.IsZero() {
+			secs := int(s.Until.Sub(now).Seconds()) + 1
+			if retry == 0 || secs < retry {
+				retry = secs
+			}
+		}
+	}
+	p.refuse(w, r, svc, &refusal{status: status, code: "no_usable_key", slug: "no-usable-key", msg: msg, retry: retry,
+		extra: map[string]any{"tried": out, "skipped": skipped}})
+}
+
+// keySet is a workspace's keys for one service, as routing sees them.
+type keySet struct {
+	set   *routing.KeySet
+	tiers map[string]string
+}
+
+// keySet returns the cached key set, loading it on a miss.
+func (p *Proxy) keySet(ctx context.Context, workspaceID string, svc *catalog.Service) (*keySet, error) {
+	ck := workspaceID + "\x00" + svc.Name
+	now := p.now()
+	if ks, ok := p.keysets.get(ck, now.UnixNano()); ok {
+		return ks, nil
+	}
+	epoch := p.epoch.Load()
+	var cands []routing.Candidate
+	tiers := map[string]string{}
+	enabled := true
+	f := apiwallet.KeyFilter{WorkspaceID: workspaceID, Service: svc.Name, Enabled: &enabled, Limit: 500}
+	for {
+		keys, err := p.keys.FindKeys(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			c := routing.Candidate{ID: k.ID, Tier: string(k.Tier), Priority: k.Priority, Enabled: k.Enabled}
+			if k.Tier != apiwallet.TierFree {
+				c.PriceMicros = svc.PriceMicros
+			}
+			switch {
+			case k.Metadata.Quota != nil:
+				c.Quota = *k.Metadata.Quota
+			case k.Tier == apiwallet.TierFree:
+				c.Quota = svc.FreeQuota
+			}
+			cands = append(cands, c)
+			tiers[k.ID] = string(k.Tier)
+		}
+		if len(keys) < f.Limit {
+			break
+		}
+		f.After = keys[len(keys)-1].ID
+	}
+	if err := p.used.fill(ctx, p.counter, workspaceID, svc, cands, now); err != nil {
+		return nil, err
+	}
+	ks := &keySet{set: p.router.NewKeySet(cands), tiers: tiers}
+	p.keysets.put(ck, ks, epoch, now.UnixNano())
+	return ks, nil
+}
+
+// secret returns a key's plaintext, from the cache when it can.
+func (p *Proxy) secret(ctx context.Context, workspaceID, keyID string) ([]byte, error) {
+	ck := workspaceID + "\x00" + keyID
+	now := p.now().UnixNano()
+	if s, ok := p.secrets.get(ck, now); ok {
+		return s, nil
+	}
+	epoch := p.epoch.Load()
+	s, err := p.keys.Reveal(ctx, workspaceID, keyID)
+	if err != nil {
+		return nil, err
+	}
+	p.secrets.put(ck, s, epoch, now)
+	return s, nil
+}
+
+// auditKey records a key event caused by a proxied call.
+func (p *Proxy) auditKey(ctx context.Context, c *caller, keyID, action string, details map[string]string) {
+	if p.audit == nil {
+		return
+	}
+	at, aid := c.actor()
+	ev := apiwallet.NewAuditEvent(ctx, c.workspaceID, at, aid, action, "key", keyID)
+	ev.Details = details
+	if err := p.audit.AppendAudit(ctx, ev); err != nil {
+		p.log.ErrorContext(ctx, "proxy: audit", "err", err, "action", action, "key_id", keyID)
+	}
+}
+
+// periodStart is the start (UTC) of the quota period containing now.
+func periodStart(period string, now time.Time) time.Time {
+	now = now.UTC()
+	switch period {
+	case catalog.PeriodHour:
+		return now.Truncate(time.Hour)
+	case catalog.PeriodDay:
+		return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	default:
+		return time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+}
+
+// usedCounters count each key's calls in its current quota period in this
+// process, on top of what the usage records held when the key was first
+// seen, so per-key quotas hold across key-set reloads and restarts.
+type usedCounters struct {
+	mu sync.Mutex
+	m  map[string]*usedCounter // key id
+}
+
+type usedCounter struct {
+	period time.Time
+	n      int64
+}
+
+func (u *usedCounters) fill(ctx context.Context, counter UsageCounter, workspaceID string, svc *catalog.Service,
+	cands []routing.Candidate, now time.Time) error {
+	period := periodStart(svc.FreePeriod, now)
+	var missing bool
+	u.mu.Lock()
+	for i := range cands {
+		if c, ok := u.m[cands[i].ID]; ok && c.period.Equal(period) {
+			cands[i].Used = c.n
+		} else if cands[i].Quota > 0 {
+			missing = true
+		}
+	}
+	u.mu.Unlock()
+	if !missing || counter == nil {
+		return nil
+	}
+	counts, err := counter.KeyUsageSince(ctx, workspaceID, svc.Name, period)
+	if err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i := range cands {
+		if c, ok := u.m[cands[i].ID]; ok && c.period.Equal(period) {
+			cands[i].Used = c.n
+			continue
+		}
+		n := counts[cands[i].ID]
+		u.m[cands[i].ID] = &usedCounter{period: period, n: n}
+		cands[i].Used = n
+	}
+	return nil
+}
+
+func (u *usedCounters) add(workspaceID string, svc *catalog.Service, ks *keySet, keyID string, now time.Time) {
+	period := periodStart(svc.FreePeriod, now)
+	u.mu.Lock()
+	c, ok := u.m[keyID]
+	if !ok || !c.period.Equal(period) {
+		c = &usedCounter{period: period}
+		u.m[keyID] = c
+	}
+	c.n++
+	u.mu.Unlock()
+	ks.set.AddUsed(keyID, 1)
+}
+
+// toucher records key use off the hot path: each key's last-used time and
+// one audit event per key and minute with the number of calls.
+type toucher struct {
+	p    *Proxy
+	mu   sync.Mutex
+	uses map[[2]string]int64 // workspace, key → calls since the last flush
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newToucher(p *Proxy) *toucher {
+	t := &toucher{p: p, uses: map[[2]string]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go t.loop()
+	return t
+}
+
+func (t *toucher) use(workspaceID, keyID string) {
+	t.mu.Lock()
+	t.uses[[2]string{workspaceID, keyID}]++
+	t.mu.Unlock()
+}
+
+func (t *toucher) loop() {
+	defer close(t.done)
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			t.flush()
+		case <-t.stop:
+			t.flush()
+			return
+		}
+	}
+}
+
+func (t *toucher) flush() {
+	t.mu.Lock()
+	uses := t.uses
+	t.uses = map[[2]string]int64{}
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := t.p.now()
+	for k, n := range uses {
+		if err := t.p.keys.TouchKey(ctx, k[0], k[1], now); err != nil && apiwallet.ErrorCode(err) != apiwallet.ENOTFOUND {
+			t.p.log.Warn("proxy: touch key", "key_id", k[1], "err", err)
+		}
+		if t.p.audit != nil {
+			ev := apiwallet.NewAuditEvent(ctx, k[0], apiwallet.ActorSystem, "proxy", "key.use", "key", k[1])
+			ev.Details = map[string]string{"calls": strconv.FormatInt(n, 10)}
+			if err := t.p.audit.AppendAudit(ctx, ev); err != nil {
+				t.p.log.Warn("proxy: audit key use", "key_id", k[1], "err", err)
+			}
+		}
+	}
+}
+
+func (t *toucher) close() {
+	select {
+	case <-t.stop:
+	default:
+		close(t.stop)
+	}
+	<-t.done
+}

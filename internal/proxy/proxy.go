@@ -1,0 +1,617 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apikeywallet/apiwallet"
+	"github.com/apikeywallet/apiwallet/internal/catalog"
+	"github.com/apikeywallet/apiwallet/internal/routing"
+)
+
+// Authenticator turns a credential into who is calling.
+type Authenticator interface {
+	Authenticate(ctx context.Context, jwt string) (*apiwallet.User, error)
+	AuthenticateToken(ctx context.Context, raw string) (*apiwallet.AccessToken, *apiwallet.User, error)
+	Workspace(ctx context.Context, u *apiwallet.User, requested string) (*apiwallet.Membership, error)
+}
+
+// Keys lists a workspace's keys and reveals their secrets.
+type Keys interface {
+	FindKeys(ctx context.Context, f apiwallet.KeyFilter) ([]*apiwallet.Key, error)
+	Reveal(ctx context.Context, workspaceID, keyID string) ([]byte, error)
+	TouchKey(ctx context.Context, workspaceID, id string, at time.Time) error
+}
+
+// UsageCounter tells how many calls each key made since a time, so that
+// per-key quotas survive restarts.
+type UsageCounter interface {
+	KeyUsageSince(ctx context.Context, workspaceID, service string, since time.Time) (map[string]int64, error)
+}
+
+// Recorder takes one usage record per proxied call, asynchronously.
+type Recorder interface {
+	Record(u apiwallet.Usage)
+}
+
+// Options tunes the proxy.
+type Options struct {
+	// MaxBodyBytes bounds a request body (default 10 MiB).
+	MaxBodyBytes int64
+	// RetryBufferBytes is the largest body kept in memory so that it can
+	// be sent again to another key (default 1 MiB); larger bodies stream
+	// and get one attempt.
+	RetryBufferBytes int64
+	// UpstreamTimeout bounds the wait for an upstream's response headers
+	// (default 60 s); streaming bodies are not cut.
+	UpstreamTimeout time.Duration
+	// CacheTTL bounds how long credentials, key sets and secrets are kept
+	// without an invalidation (default 30 s).
+	CacheTTL time.Duration
+	// FallbackKeys are the operator's <SERVICE>_FALLBACK_KEY values.
+	FallbackKeys map[string]string
+}
+
+// Proxy forwards calls to upstream services.
+type Proxy struct {
+	catalog   *catalog.Catalog
+	router    *routing.Router
+	auth      Authenticator
+	keys      Keys
+	counter   UsageCounter
+	recorder  Recorder
+	audit     apiwallet.AuditStore
+	log       *slog.Logger
+	opts      Options
+	transport *http.Transport
+	epoch     *Epoch
+	now       func() time.Time
+
+	callers *ttlCache[[32]byte, *caller]
+	keysets *ttlCache[string, *keySet]
+	secrets *ttlCache[string, []byte]
+	used    *usedCounters
+	touches *toucher
+	bufs    sync.Pool
+}
+
+// Deps are what New needs.
+type Deps struct {
+	Catalog  *catalog.Catalog
+	Router   *routing.Router
+	Auth     Authenticator
+	Keys     Keys
+	Counter  UsageCounter // optional
+	Recorder Recorder
+	Audit    apiwallet.AuditStore
+	Log      *slog.Logger
+	Epoch    *Epoch
+	Now      func() time.Time
+}
+
+// New returns a Proxy. Call Close to stop its background work.
+func New(d Deps, o Options) *Proxy {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 10 << 20
+	}
+	if o.RetryBufferBytes <= 0 {
+		o.RetryBufferBytes = 1 << 20
+	}
+	if o.UpstreamTimeout <= 0 {
+		o.UpstreamTimeout = 60 * time.Second
+	}
+	if o.CacheTTL <= 0 {
+		o.CacheTTL = 30 * time.Second
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Epoch == nil {
+		d.Epoch = &Epoch{}
+	}
+	p := &Proxy{
+		catalog: d.Catalog, router: d.Router, auth: d.Auth, keys: d.Keys, counter: d.Counter,
+		recorder: d.Recorder, audit: d.Audit, log: d.Log, opts: o, epoch: d.Epoch, now: d.Now,
+		transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: o.UpstreamTimeout,
+			ExpectContinueTimeout: time.Second,
+			// Bodies pass through as the upstream encoded them.
+			DisableCompression: true,
+		},
+	}
+	p.callers = newTTLCache[[32]byte, *caller](p.epoch, o.CacheTTL, 100_000)
+	p.keysets = newTTLCache[string, *keySet](p.epoch, o.CacheTTL, 100_000)
+	p.secrets = newTTLCache[string, []byte](p.epoch, o.CacheTTL, 200_000)
+	p.used = &usedCounters{m: map[string]*usedCounter{}}
+	p.touches = newToucher(p)
+	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	return p
+}
+
+// Epoch returns the invalidation counter the proxy's caches follow.
+func (p *Proxy) Epoch() *Epoch { return p.epoch }
+
+// Close flushes key-use summaries and closes idle upstream connections.
+func (p *Proxy) Close() {
+	p.touches.close()
+	p.transport.CloseIdleConnections()
+}
+
+// caller is an authenticated credential, cached.
+type caller struct {
+	workspaceID string
+	userID      string
+	token       *apiwallet.AccessToken // nil for a login JWT
+}
+
+func (c *caller) actor() (string, string) {
+	if c.token != nil {
+		return apiwallet.ActorToken, c.token.ID
+	}
+	return apiwallet.ActorUser, c.userID
+}
+
+// refusal is a wallet-made error response on a proxy route.
+type refusal struct {
+	status int
+	code   string // machine code, also in the service's own error member
+	msg    string
+	slug   string // problem type suffix
+	retry  int    // Retry-After seconds
+	extra  map[string]any
+}
+
+func (e *refusal) Error() string { return e.msg }
+
+var (
+	errNoCredential = &refusal{status: 401, code: "missing_api_key", slug: "unauthorized",
+		msg: "no wallet credential: send a wallet access token (awk_…) or a login JWT as the API key"}
+	errBadCredential = &refusal{status: 401, code: "invalid_api_key", slug: "unauthorized",
+		msg: "invalid, expired or revoked wallet credential"}
+)
+
+// credential finds the wallet credential the client sent, wherever its SDK
+// puts an API key: Authorization (Bearer, or Basic with the key as user),
+// x-api-key, or the service's own query parameter.
+func credential(r *http.Request, svc *catalog.Service) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, v, _ := strings.Cut(h, " ")
+		v = strings.TrimSpace(v)
+		switch {
+		case strings.EqualFold(scheme, "Bearer"):
+			return v
+		case strings.EqualFold(scheme, "Basic"):
+			if r2 := (&http.Request{Header: http.Header{"Authorization": {h}}}); true {
+				if u, _, ok := r2.BasicAuth(); ok {
+					return u
+				}
+			}
+		}
+	}
+	if v := r.Header.Get("X-Api-Key"); v != "" {
+		return v
+	}
+	if svc != nil && svc.Auth.Kind == catalog.AuthHeader {
+		if v := r.Header.Get(svc.Auth.Name); v != "" {
+			return v
+		}
+	}
+	if svc != nil && svc.Auth.Kind == catalog.AuthQuery && r.URL.RawQuery != "" {
+		if v := r.URL.Query().Get(svc.Auth.Name); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// authenticate resolves the credential, from the cache when it can.
+func (p *Proxy) authenticate(ctx context.Context, raw, workspaceHeader string) (*caller, error) {
+	if raw == "" {
+		return nil, errNoCredential
+	}
+	h := sha256.New()
+	h.Write([]byte(raw))
+	h.Write([]byte{0})
+	h.Write([]byte(workspaceHeader))
+	var k [32]byte
+	h.Sum(k[:0])
+	now := p.now().UnixNano()
+	if c, ok := p.callers.get(k, now); ok {
+		return c, nil
+	}
+	epoch := p.epoch.Load()
+	var c *caller
+	if strings.HasPrefix(raw, apiwallet.AccessTokenPrefix) {
+		tok, u, err := p.auth.AuthenticateToken(ctx, raw)
+		if err != nil {
+			if apiwallet.ErrorCode(err) == apiwallet.EUNAUTHORIZED {
+				return nil, errBadCredential
+			}
+			return nil, err
+		}
+		c = &caller{workspaceID: tok.WorkspaceID, userID: u.ID, token: tok}
+	} else {
+		u, err := p.auth.Authenticate(ctx, raw)
+		if err != nil {
+			if apiwallet.ErrorCode(err) == apiwallet.EUNAUTHORIZED {
+				return nil, errBadCredential
+			}
+			return nil, err
+		}
+		m, err := p.auth.Workspace(ctx, u, workspaceHeader)
+		if err != nil {
+			if apiwallet.ErrorCode(err) == apiwallet.ENOTFOUND {
+				return nil, &refusal{status: 404, code: "workspace_not_found", slug: "not-found", msg: "workspace not found"}
+			}
+			return nil, err
+		}
+		if !m.Role.AtLeast(apiwallet.WorkspaceMember) {
+			return nil, &refusal{status: 403, code: "permission_denied", slug: "forbidden",
+				msg: "your role in this workspace (viewer) cannot call upstream APIs"}
+		}
+		c = &caller{workspaceID: m.Workspace.ID, userID: u.ID}
+	}
+	p.callers.put(k, c, epoch, now)
+	return c, nil
+}
+
+// request is one call to forward, however it arrived.
+type request struct {
+	svc        catalog.Service
+	method     string
+	escPath    string // escaped, below the service's base path
+	rawQuery   string
+	header     http.Header
+	body       io.ReadCloser
+	length     int64
+	credential string // to strip from the query, if it came there
+}
+
+// ServeService serves ANY /proxy/{service}/{path...}. rest is the escaped
+// path after the service name.
+func (p *Proxy) ServeService(w http.ResponseWriter, r *http.Request, service, rest string) {
+	start := p.now()
+	svc, ok := p.catalog.Get(service)
+	if !ok {
+		p.refuse(w, r, nil, &refusal{status: 404, code: "unknown_service", slug: "not-found",
+			msg: fmt.Sprintf("no service %q in the catalog; GET /services lists them", service)})
+		return
+	}
+	_, esc, ok := safePath(rest)
+	if !ok {
+		p.refuse(w, r, &svc, &refusal{status: 400, code: "invalid_path", slug: "validation",
+			msg: "the path must stay below the service's base URL: no dot segments, encoded slashes, backslashes or control characters"})
+		return
+	}
+	p.serve(w, r, start, &request{svc: svc, method: r.Method, escPath: esc, rawQuery: r.URL.RawQuery,
+		header: r.Header, body: r.Body, length: r.ContentLength})
+}
+
+// ServeRoot serves a request at a path that is none of the wallet's own
+// routes: it goes to the service named by a "<service>." host prefix, or
+// to the one service the credential is scoped to.
+func (p *Proxy) ServeRoot(w http.ResponseWriter, r *http.Request) {
+	start := p.now()
+	name := ""
+	if host, _, err := net.SplitHostPort(r.Host); err == nil || r.Host != "" {
+		if host == "" {
+			host = r.Host
+		}
+		if first, _, ok := strings.Cut(host, "."); ok {
+			if _, known := p.catalog.Get(first); known {
+				name = first
+			}
+		}
+	}
+	if name == "" {
+		raw := credential(r, nil)
+		if raw == "" {
+			// Without a credential this is not a proxy call: a plain 404.
+			p.refuse(w, r, nil, &refusal{status: 404, code: "not_found", slug: "not-found",
+				msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
+			return
+		}
+		c, err := p.authenticate(r.Context(), raw, r.Header.Get("X-Workspace-Id"))
+		if err != nil {
+			p.refuse(w, r, nil, err)
+			return
+		}
+		if c.token != nil && len(c.token.Services) == 1 {
+			name = c.token.Services[0]
+		}
+	}
+	if name == "" {
+		p.refuse(w, r, nil, &refusal{status: 400, code: "service_required", slug: "service-required",
+			msg: "name the upstream service: call /proxy/{service}/…, use a wallet access token scoped to one service, " +
+				"or send the request to <service>.<wallet host>"})
+		return
+	}
+	svc, ok := p.catalog.Get(name)
+	if !ok {
+		p.refuse(w, r, nil, &refusal{status: 404, code: "unknown_service", slug: "not-found",
+			msg: fmt.Sprintf("no service %q in the catalog", name)})
+		return
+	}
+	_, esc, ok := safePath(r.URL.EscapedPath())
+	if !ok {
+		p.refuse(w, r, &svc, &refusal{status: 400, code: "invalid_path", slug: "validation",
+			msg: "the path must stay below the service's base URL"})
+		return
+	}
+	p.serve(w, r, start, &request{svc: svc, method: r.Method, escPath: esc, rawQuery: r.URL.RawQuery,
+		header: r.Header, body: r.Body, length: r.ContentLength})
+}
+
+// attempt is one try with one key.
+type attempt struct {
+	keyID  string
+	status int // 0: no response
+	reason string
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, req *request) {
+	ctx := r.Context()
+	svc := &req.svc
+	raw := credential(r, svc)
+	c, err := p.authenticate(ctx, raw, r.Header.Get("X-Workspace-Id"))
+	if err != nil {
+		p.refuse(w, r, svc, err)
+		return
+	}
+	if c.token != nil && !c.token.Allows(svc.Name) {
+		p.refuse(w, r, svc, &refusal{status: 403, code: "service_not_allowed", slug: "forbidden",
+			msg: fmt.Sprintf("this wallet access token is not scoped to %s", svc.Name)})
+		return
+	}
+	strategy := routing.StrategyCost
+	if s := r.Header.Get("X-Wallet-Strategy"); s != "" {
+		st, ok := routing.ParseStrategy(s)
+		if !ok {
+			p.refuse(w, r, svc, &refusal{status: 400, code: "invalid_strategy", slug: "validation",
+				msg: "X-Wallet-Strategy must be one of cost, priority, round-robin, least-used"})
+			return
+		}
+		strategy = st
+	}
+	if c.token != nil && raw == r.URL.Query().Get(svc.Auth.Name) {
+		req.credential = raw
+	}
+
+	// Body: kept in memory when small enough to be sent again to another
+	// key; streamed (one attempt) when larger.
+	var body []byte
+	canRetry := true
+	if req.body != nil && req.body != http.NoBody && req.length != 0 {
+		limited := http.MaxBytesReader(w, req.body, p.opts.MaxBodyBytes)
+		buf := bytes.NewBuffer(make([]byte, 0, min(max(req.length, 512), p.opts.RetryBufferBytes+1)))
+		n, err := io.CopyN(buf, limited, p.opts.RetryBufferBytes+1)
+		if err != nil && !errors.Is(err, io.EOF) {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				p.refuse(w, r, svc, &refusal{status: 413, code: "body_too_large", slug: "body-too-large",
+					msg: fmt.Sprintf("the request body is larger than %d bytes", p.opts.MaxBodyBytes)})
+				return
+			}
+			p.refuse(w, r, svc, &refusal{status: 400, code: "body_read_failed", slug: "validation", msg: "could not read the request body"})
+			return
+		}
+		if n > p.opts.RetryBufferBytes {
+			canRetry = false
+			req.body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(buf.Bytes()), limited), limited}
+		} else {
+			body = buf.Bytes()
+		}
+	}
+	idem := r.Header.Get("Idempotency-Key") != ""
+
+	ks, err := p.keySet(ctx, c.workspaceID, svc)
+	if err != nil {
+		p.refuse(w, r, svc, err)
+		return
+	}
+	now := p.now()
+	var planBuf [routing.MaxAttempts]routing.Candidate
+	plan := ks.set.Plan(planBuf[:0], strategy, now, routing.MaxAttempts)
+	fallback := p.opts.FallbackKeys[svc.Name]
+	if len(plan) == 0 && fallback == "" {
+		p.noKey(w, r, svc, ks, nil, now)
+		return
+	}
+
+	var (
+		tried       []attempt
+		upstreamDur time.Duration
+		last        *http.Response
+		lastKey     string
+		lastSecret  []byte
+	)
+	n := len(plan)
+	if fallback != "" {
+		n++
+	}
+	for i := 0; i < n; i++ {
+		if i > 0 && !canRetry {
+			break // the streamed body is spent
+		}
+		var keyID string
+		var secret []byte
+		if i < len(plan) {
+			keyID = plan[i].ID
+			secret, err = p.secret(ctx, c.workspaceID, keyID)
+			if err != nil {
+				// A key that does not decrypt is never used: it is
+				// quarantined and the failure names it, not its secret.
+				p.log.ErrorContext(ctx, "proxy: key does not decrypt", "key_id", keyID, "workspace_id", c.workspaceID, "err", err)
+				if p.router.Quarantine(keyID, "undecryptable", now) {
+					p.auditKey(ctx, c, keyID, "key.quarantine", map[string]string{"reason": "undecryptable"})
+				}
+				tried = append(tried, attempt{keyID: keyID, reason: "undecryptable"})
+				continue
+			}
+		} else {
+			keyID, secret = "fallback", []byte(fallback)
+		}
+		if last != nil {
+			// A retry: the earlier answer is not delivered.
+			last.Body.Close()
+			last = nil
+		}
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		} else if req.body != nil && req.body != http.NoBody {
+			rd = req.body
+		}
+		out := p.outbound(ctx, req, rd, secret)
+		t0 := time.Now()
+		res, err := p.transport.RoundTrip(out)
+		upstreamDur += time.Since(t0)
+		now = p.now()
+		more := i+1 < n && canRetry
+		if err != nil {
+			reached := !isDialError(err)
+			if keyID != "fallback" {
+				p.router.ReportFailure(keyID, 0, nil, now)
+			}
+			tried = append(tried, attempt{keyID: keyID, reason: "network_error"})
+			if more && routing.Retryable(req.method, 0, body != nil, idem, err, reached) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return // the client went away
+			}
+			p.record(c, svc, req, strategy, tried, keyID, 502, true, start, upstreamDur, 0, 0)
+			p.noKey(w, r, svc, ks, tried, now)
+			return
+		}
+		tried = append(tried, attempt{keyID: keyID, status: res.StatusCode})
+		last, lastKey, lastSecret = res, keyID, secret
+		st := res.StatusCode
+		switch {
+		case st == 429 || st >= 500:
+			if keyID != "fallback" {
+				p.router.ReportFailure(keyID, st, res.Header, now)
+			}
+			if more && routing.Retryable(req.method, st, body != nil, idem, nil, true) {
+				continue
+			}
+		case st == 401 || st == 402 || st == 403:
+			if keyID != "fallback" {
+				v := p.router.ReportFailure(keyID, st, res.Header, now)
+				if v.NewlyQuarantined {
+					p.log.WarnContext(ctx, "proxy: upstream refused a key; quarantined", "key_id", keyID,
+						"service", svc.Name, "status", st, "reason", string(v.Reason))
+					p.auditKey(ctx, c, keyID, "key.quarantine", map[string]string{"reason": string(v.Reason), "status": strconv.Itoa(st)})
+				}
+			}
+			// The upstream did not act on a request it refused to
+			// authenticate, so another key may try it.
+			if more {
+				continue
+			}
+		default:
+			if keyID != "fallback" {
+				p.router.ReportSuccess(keyID, res.Header, now)
+			}
+		}
+		break
+	}
+	if last == nil {
+		p.record(c, svc, req, strategy, tried, "", 503, true, start, upstreamDur, 0, 0)
+		p.noKey(w, r, svc, ks, tried, p.now())
+		return
+	}
+	p.deliver(w, r, c, svc, req, ks, strategy, tried, last, lastKey, lastSecret, start, upstreamDur, int64(len(body)))
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// outbound builds the upstream request: the service's base URL and path,
+// the client's forwardable headers, and the key.
+func (p *Proxy) outbound(ctx context.Context, req *request, body io.Reader, secret []byte) *http.Request {
+	base := req.svc.URL()
+	u := &url.URL{Scheme: base.Scheme, Host: base.Host}
+	u.Path = strings.TrimSuffix(base.Path, "/") + mustUnescape(req.escPath)
+	u.RawPath = strings.TrimSuffix(base.EscapedPath(), "/") + req.escPath
+	u.RawQuery = req.rawQuery
+	if req.credential != "" {
+		u.RawQuery = dropQueryValue(u.RawQuery, req.credential)
+	}
+	out := &http.Request{
+		Method:     req.method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header, len(req.header)+2),
+		Host:       base.Host,
+	}
+	out = out.WithContext(ctx)
+	extra := ""
+	if req.svc.Auth.Kind == catalog.AuthHeader {
+		extra = req.svc.Auth.Name
+	}
+	copyRequestHeaders(out.Header, req.header, extra)
+	if body != nil {
+		out.Body = io.NopCloser(body)
+		out.ContentLength = req.length
+		if br, ok := body.(*bytes.Reader); ok {
+			out.ContentLength = int64(br.Len())
+			snapshot := *br
+			out.GetBody = func() (io.ReadCloser, error) { r := snapshot; return io.NopCloser(&r), nil }
+		}
+	}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // no Go default
+	}
+	req.svc.Inject(out, string(secret))
+	return out
+}
+
+func mustUnescape(s string) string {
+	p, err := url.PathUnescape(s)
+	if err != nil {
+		return s
+	}
+	return p
+}
+
+// dropQueryValue removes parameters whose value is v (the wallet
+// credential sent in the query).
+func dropQueryValue(rawQuery, v string) string {
+	parts := strings.Split(rawQuery, "&")
+	keep := parts[:0]
+	for _, part := range parts {
+		_, val, _ := strings.Cut(part, "=")
+		if uv, err := url.QueryUnescape(val); err == nil && uv == v {
+			continue
+		}
+		keep = append(keep, part)
+	}
+	return strings.Join(keep, "&")
+}

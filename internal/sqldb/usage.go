@@ -1,0 +1,339 @@
+package sqldb
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/apikeywallet/apiwallet"
+)
+
+var _ apiwallet.UsageStore = (*DB)(nil)
+
+const usageColumns = `id, workspace_id, service, key_id, token_id, user_id, method, status, failed,
+	attempts, attempted, strategy, premium, latency_micros, overhead_micros, bytes_in, bytes_out,
+	cost_micros, saved_micros, created_at`
+
+const usageColumnCount = 20
+
+const hourlyColumns = `workspace_id, service, key_id, hour, calls, failed, premium, cost_micros,
+	saved_micros, bytes_in, bytes_out, latency_micros_sum`
+
+const hourlyColumnCount = 12
+
+// usageChunk bounds the rows of one multi-row statement on PostgreSQL,
+// keeping its placeholders (20 a row) well under the limit of 65535
+// whatever the caller's batch size; a batch of 500 is 5 round trips.
+const usageChunk = 100
+
+// hourMicros is one hour in microseconds, the unit of every time column.
+const hourMicros = int64(time.Hour / time.Microsecond)
+
+// floorHour returns the start of the UTC hour holding us (also before
+// 1970, where Go's % is negative).
+func floorHour(us int64) int64 {
+	r := us % hourMicros
+	if r < 0 {
+		r += hourMicros
+	}
+	return us - r
+}
+
+// ceilHour returns the first hour start at or after us.
+func ceilHour(us int64) int64 {
+	if f := floorHour(us); f != us {
+		return f + hourMicros
+	}
+	return us
+}
+
+// rollupKey names one usage_hourly row.
+type rollupKey struct {
+	workspaceID, service, keyID string
+	hour                        int64
+}
+
+// placeholders appends "($n, $n+1, ...)" rows of cols columns each, n
+// counting from 1.
+func placeholders(b *strings.Builder, rows, cols int) {
+	n := 1
+	for r := range rows {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c := range cols {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(b, "$%d", n)
+			n++
+		}
+		b.WriteByte(')')
+	}
+}
+
+// InsertUsage implements apiwallet.UsageStore. Records go in with
+// multi-row INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id, so the
+// database itself says which rows are new; only those are summed into the
+// hourly rollups, which are upserted in a fixed order (so that concurrent
+// batches from several instances lock rollup rows in the same order and
+// cannot deadlock), all in one transaction.
+func (db *DB) InsertUsage(ctx context.Context, batch []apiwallet.Usage) (err error) {
+	defer apiwallet.Wrap(&err, "InsertUsage(%d records)", len(batch))
+	if len(batch) == 0 {
+		return nil
+	}
+	for i := range batch {
+		if batch[i].ID == "" || batch[i].WorkspaceID == "" {
+			return apiwallet.Errorf(apiwallet.EINVALID, "usage record %d has no id or no workspace id", i)
+		}
+	}
+	now := db.now()
+	created := func(u *apiwallet.Usage) int64 {
+		if u.CreatedAt.IsZero() {
+			return now
+		}
+		return micros(u.CreatedAt)
+	}
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		inserted, err := db.insertUsageRecords(ctx, tx, batch, created)
+		if err != nil {
+			return err
+		}
+		if len(inserted) == 0 {
+			return nil // a retry of a batch already written
+		}
+
+		sums := make(map[rollupKey]*apiwallet.UsageTotals)
+		for i := range batch {
+			u := &batch[i]
+			if !inserted[u.ID] {
+				continue
+			}
+			// A record that appears twice in one batch was inserted once.
+			delete(inserted, u.ID)
+			k := rollupKey{u.WorkspaceID, u.Service, u.KeyID, floorHour(created(u))}
+			t := sums[k]
+			if t == nil {
+				t = &apiwallet.UsageTotals{}
+				sums[k] = t
+			}
+			t.Add(usageTotals(u))
+		}
+		keys := make([]rollupKey, 0, len(sums))
+		for k := range sums {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b rollupKey) int {
+			return cmp.Or(cmp.Compare(a.workspaceID, b.workspaceID), cmp.Compare(a.service, b.service),
+				cmp.Compare(a.keyID, b.keyID), cmp.Compare(a.hour, b.hour))
+		})
+		return db.upsertRollups(ctx, tx, keys, sums)
+	})
+}
+
+// insertUsageRecords inserts batch, skipping records already stored, and
+// returns the IDs it inserted.
+//
+// PostgreSQL takes multi-row INSERT ... ON CONFLICT (id) DO NOTHING
+// RETURNING id statements: one round trip per usageChunk records. SQLite
+// runs in process, so round trips cost nothing, but it resolves $N
+// placeholders by name with a linear search, which makes a statement of
+// thousands of them quadratic; there one prepared single-row statement is
+// run per record and RowsAffected says whether it inserted.
+func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwallet.Usage,
+	created func(*apiwallet.Usage) int64) (map[string]bool, error) {
+	inserted := make(map[string]bool, len(batch))
+	row := func(args []any, u *apiwallet.Usage) []any {
+		return append(args, u.ID, u.WorkspaceID, u.Service, u.KeyID, u.TokenID, u.UserID,
+			u.Method, u.Status, u.Failed, u.Attempts, u.Attempted, u.Strategy, u.Premium,
+			u.LatencyMicros, u.OverheadMicros, u.BytesIn, u.BytesOut, u.CostMicros,
+			u.SavedMicros, created(u))
+	}
+	args := make([]any, 0, min(len(batch), usageChunk)*usageColumnCount)
+	if db.dialect.name == "sqlite" {
+		var q strings.Builder
+		q.WriteString(`INSERT INTO usage_records (` + usageColumns + `) VALUES `)
+		placeholders(&q, 1, usageColumnCount)
+		q.WriteString(` ON CONFLICT (id) DO NOTHING`)
+		stmt, err := tx.PrepareContext(ctx, q.String())
+		if err != nil {
+			return nil, err
+		}
+		defer stmt.Close()
+		for i := range batch {
+			res, err := stmt.ExecContext(ctx, row(args[:0], &batch[i])...)
+			if err != nil {
+				return nil, err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return nil, err
+			} else if n > 0 {
+				inserted[batch[i].ID] = true
+			}
+		}
+		return inserted, nil
+	}
+	for start := 0; start < len(batch); start += usageChunk {
+		chunk := batch[start:min(start+usageChunk, len(batch))]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO usage_records (` + usageColumns + `) VALUES `)
+		placeholders(&q, len(chunk), usageColumnCount)
+		q.WriteString(` ON CONFLICT (id) DO NOTHING RETURNING id`)
+		args = args[:0]
+		for i := range chunk {
+			args = row(args, &chunk[i])
+		}
+		if err := collectIDs(ctx, tx, q.String(), args, inserted); err != nil {
+			return nil, err
+		}
+	}
+	return inserted, nil
+}
+
+const upsertHourly = ` ON CONFLICT (workspace_id, service, key_id, hour) DO UPDATE SET
+	calls = usage_hourly.calls + excluded.calls,
+	failed = usage_hourly.failed + excluded.failed,
+	premium = usage_hourly.premium + excluded.premium,
+	cost_micros = usage_hourly.cost_micros + excluded.cost_micros,
+	saved_micros = usage_hourly.saved_micros + excluded.saved_micros,
+	bytes_in = usage_hourly.bytes_in + excluded.bytes_in,
+	bytes_out = usage_hourly.bytes_out + excluded.bytes_out,
+	latency_micros_sum = usage_hourly.latency_micros_sum + excluded.latency_micros_sum`
+
+// upsertRollups adds sums to the hourly rollups in the order of keys, the
+// same way insertUsageRecords writes records on each backend.
+func (db *DB) upsertRollups(ctx context.Context, tx *sql.Tx, keys []rollupKey, sums map[rollupKey]*apiwallet.UsageTotals) error {
+	chunkSize := usageChunk
+	if db.dialect.name == "sqlite" {
+		chunkSize = 1
+	}
+	var args []any
+	for start := 0; start < len(keys); start += chunkSize {
+		chunk := keys[start:min(start+chunkSize, len(keys))]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO usage_hourly (` + hourlyColumns + `) VALUES `)
+		placeholders(&q, len(chunk), hourlyColumnCount)
+		q.WriteString(upsertHourly)
+		args = args[:0]
+		for _, k := range chunk {
+			t := sums[k]
+			args = append(args, k.workspaceID, k.service, k.keyID, k.hour, t.Calls, t.Failed,
+				t.Premium, t.CostMicros, t.SavedMicros, t.BytesIn, t.BytesOut, t.LatencyMicros)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collectIDs runs an INSERT ... RETURNING id and adds each id to ids.
+func collectIDs(ctx context.Context, tx *sql.Tx, q string, args []any, ids map[string]bool) error {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		ids[id] = true
+	}
+	return rows.Err()
+}
+
+// usageTotals is one record as totals.
+func usageTotals(u *apiwallet.Usage) apiwallet.UsageTotals {
+	t := apiwallet.UsageTotals{
+		Calls: 1, CostMicros: u.CostMicros, SavedMicros: u.SavedMicros,
+		BytesIn: u.BytesIn, BytesOut: u.BytesOut, LatencyMicros: u.LatencyMicros,
+	}
+	if u.Failed {
+		t.Failed = 1
+	}
+	if u.Premium {
+		t.Premium = 1
+	}
+	return t
+}
+
+// KeyUsageSince implements apiwallet.UsageStore. The whole hours from
+// since on come from the rollups; only the part of since's own hour after
+// since (at most one hour of one workspace) is counted from the records.
+// The two ranges are disjoint, so nothing is counted twice.
+func (db *DB) KeyUsageSince(ctx context.Context, workspaceID, service string, since time.Time) (_ map[string]int64, err error) {
+	defer apiwallet.Wrap(&err, "KeyUsageSince")
+	if workspaceID == "" {
+		return nil, fmt.Errorf("a workspace id is required")
+	}
+	from := micros(since)
+	whole := ceilHour(from)
+	counts := map[string]int64{}
+	add := func(q string, args ...any) error {
+		rows, err := db.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				key string
+				n   int64
+			)
+			if err := rows.Scan(&key, &n); err != nil {
+				return err
+			}
+			counts[key] += n
+		}
+		return rows.Err()
+	}
+	if err := add(`SELECT key_id, CAST(SUM(calls) AS BIGINT) FROM usage_hourly
+		WHERE workspace_id = $1 AND service = $2 AND hour >= $3 AND key_id <> ''
+		GROUP BY key_id`, workspaceID, service, whole); err != nil {
+		return nil, err
+	}
+	if whole > from {
+		if err := add(`SELECT key_id, COUNT(*) FROM usage_records
+			WHERE workspace_id = $1 AND created_at >= $2 AND created_at < $3 AND service = $4 AND key_id <> ''
+			GROUP BY key_id`, workspaceID, from, whole, service); err != nil {
+			return nil, err
+		}
+	}
+	return counts, nil
+}
+
+// WorkspaceUsage implements apiwallet.UsageStore, from the rollups only.
+func (db *DB) WorkspaceUsage(ctx context.Context, workspaceID string, from, to time.Time) (s apiwallet.UsageSummary, err error) {
+	defer apiwallet.Wrap(&err, "WorkspaceUsage")
+	if workspaceID == "" {
+		return s, fmt.Errorf("a workspace id is required")
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT service, CAST(SUM(calls) AS BIGINT), CAST(SUM(failed) AS BIGINT),
+			CAST(SUM(premium) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT), CAST(SUM(saved_micros) AS BIGINT),
+			CAST(SUM(bytes_in) AS BIGINT), CAST(SUM(bytes_out) AS BIGINT), CAST(SUM(latency_micros_sum) AS BIGINT)
+		FROM usage_hourly WHERE workspace_id = $1 AND hour >= $2 AND hour < $3
+		GROUP BY service ORDER BY service`, workspaceID, floorHour(micros(from)), micros(to))
+	if err != nil {
+		return s, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var su apiwallet.ServiceUsage
+		t := &su.UsageTotals
+		if err := rows.Scan(&su.Service, &t.Calls, &t.Failed, &t.Premium, &t.CostMicros, &t.SavedMicros,
+			&t.BytesIn, &t.BytesOut, &t.LatencyMicros); err != nil {
+			return s, err
+		}
+		s.Services = append(s.Services, su)
+		s.UsageTotals.Add(su.UsageTotals)
+	}
+	return s, rows.Err()
+}
