@@ -181,7 +181,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	recorder := metering.NewRecorder(a.db, a.log, metering.Options{Registerer: reg})
 	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
-		Counter: a.db, Recorder: recorder, Audit: a.db, Log: a.log}, proxy.Options{FallbackKeys: a.cfg.FallbackKeys})
+		Counter: a.db, Recorder: recorder, Audit: a.db, Limiter: a.limiter, Log: a.log},
+		proxy.Options{FallbackKeys: a.cfg.FallbackKeys, RatePerMinute: a.cfg.MaxRequestsPerMinute})
 	a.invalidateOnCommit(ctx, px.Epoch())
 	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: authSvc, DB: a.db, Keys: keys,
 		Teams: &team.Service{Store: a.db}, Accounts: a.accountService(), Registry: reg,

@@ -119,7 +119,8 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 	}
 	recorder := metering.NewRecorder(db, log, metering.Options{Registerer: reg, FlushInterval: 20 * time.Millisecond})
 	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
-		Counter: db, Recorder: recorder, Audit: db, Log: log}, proxy.Options{FallbackKeys: cfg.FallbackKeys})
+		Counter: db, Recorder: recorder, Audit: db, Limiter: authSvc.Limiter, Log: log},
+		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
 	db.OnCommit = px.Epoch().Bump
 	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Keys: keys,
 		Teams: teams, Accounts: accounts, Registry: reg, Proxy: px, Catalog: cat})

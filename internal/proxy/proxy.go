@@ -18,6 +18,7 @@ import (
 
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
+	"github.com/apikeywallet/apiwallet/internal/ratelimit"
 	"github.com/apikeywallet/apiwallet/internal/routing"
 )
 
@@ -62,6 +63,9 @@ type Options struct {
 	CacheTTL time.Duration
 	// FallbackKeys are the operator's <SERVICE>_FALLBACK_KEY values.
 	FallbackKeys map[string]string
+	// RatePerMinute is each workspace's proxy rate limit
+	// (MAX_REQUESTS_PER_MINUTE); 0 disables it.
+	RatePerMinute int
 }
 
 // Proxy forwards calls to upstream services.
@@ -72,6 +76,7 @@ type Proxy struct {
 	keys      Keys
 	counter   UsageCounter
 	recorder  Recorder
+	limiter   ratelimit.Limiter
 	audit     apiwallet.AuditStore
 	log       *slog.Logger
 	opts      Options
@@ -96,6 +101,7 @@ type Deps struct {
 	Counter  UsageCounter // optional
 	Recorder Recorder
 	Audit    apiwallet.AuditStore
+	Limiter  ratelimit.Limiter // optional
 	Log      *slog.Logger
 	Epoch    *Epoch
 	Now      func() time.Time
@@ -123,7 +129,7 @@ func New(d Deps, o Options) *Proxy {
 	}
 	p := &Proxy{
 		catalog: d.Catalog, router: d.Router, auth: d.Auth, keys: d.Keys, counter: d.Counter,
-		recorder: d.Recorder, audit: d.Audit, log: d.Log, opts: o, epoch: d.Epoch, now: d.Now,
+		recorder: d.Recorder, limiter: d.Limiter, audit: d.Audit, log: d.Log, opts: o, epoch: d.Epoch, now: d.Now,
 		transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -382,6 +388,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 			msg: fmt.Sprintf("this wallet access token is not scoped to %s", svc.Name)})
 		return
 	}
+	if err := p.rateLimit(ctx, w, c); err != nil {
+		p.refuse(w, r, svc, err)
+		return
+	}
 	strategy := routing.StrategyCost
 	if s := r.Header.Get("X-Wallet-Strategy"); s != "" {
 		st, ok := routing.ParseStrategy(s)
@@ -614,4 +624,50 @@ func dropQueryValue(rawQuery, v string) string {
 		keep = append(keep, part)
 	}
 	return strings.Join(keep, "&")
+}
+
+// rateLimit applies the workspace's limit and, when the token sets one, the
+// token's; it sets the RateLimit-* headers of the tighter one. A refusal
+// names the limit that fired, its window, what remains and when it resets.
+func (p *Proxy) rateLimit(ctx context.Context, w http.ResponseWriter, c *caller) error {
+	if p.limiter == nil || p.opts.RatePerMinute <= 0 {
+		return nil
+	}
+	type check struct {
+		name, key string
+		limit     ratelimit.Limit
+	}
+	checks := [2]check{{"workspace-rate", "rl:ws:" + c.workspaceID, ratelimit.PerMinute(p.opts.RatePerMinute)}}
+	n := 1
+	if c.token != nil && c.token.RateLimitPerMinute > 0 {
+		checks[1] = check{"token-rate", "rl:tok:" + c.token.ID, ratelimit.PerMinute(c.token.RateLimitPerMinute)}
+		n = 2
+	}
+	var shown ratelimit.Decision
+	for i := range n {
+		d, err := p.limiter.Allow(ctx, checks[i].key, checks[i].limit, 1)
+		if err != nil {
+			return err
+		}
+		if i == 0 || d.Remaining < shown.Remaining {
+			shown = d
+		}
+		if !d.Allowed {
+			setRateHeaders(w.Header(), d)
+			secs := int((d.RetryAfter + time.Second - 1) / time.Second)
+			w.Header().Set("X-Wallet-Limit", checks[i].name)
+			return &refusal{status: 429, code: "rate_limit_exceeded", slug: "rate-limited", retry: secs,
+				msg: fmt.Sprintf("%s limit of %d calls per minute reached; retry in %d s", checks[i].name, d.Limit, secs),
+				extra: map[string]any{"limit": checks[i].name, "window": "1m", "max": d.Limit,
+					"remaining": d.Remaining, "resetSeconds": int(d.ResetAfter.Seconds())}}
+		}
+	}
+	setRateHeaders(w.Header(), shown)
+	return nil
+}
+
+func setRateHeaders(h http.Header, d ratelimit.Decision) {
+	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	h.Set("RateLimit-Reset", strconv.Itoa(int((d.ResetAfter+time.Second-1)/time.Second)))
 }
