@@ -176,19 +176,6 @@ func (p *Proxy) tierOf(workspaceID, service, keyID string) string {
 	return routing.TierPaid
 }
 
-// problem is the body of a wallet refusal on a proxy route: RFC 9457, plus
-// the service's own error member so that its SDK reads the refusal.
-type problem struct {
-	Type      string         `json:"type"`
-	Title     string         `json:"title"`
-	Status    int            `json:"status"`
-	Detail    string         `json:"detail"`
-	Instance  string         `json:"instance,omitempty"`
-	RequestID string         `json:"requestId,omitempty"`
-	Error     any            `json:"error,omitempty"`
-	Extra     map[string]any `json:"-"`
-}
-
 // refuse writes a wallet refusal. Errors that are not refusals are
 // internal: logged, and shown as a 500 without detail.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, svc *catalog.Service, err error) {
