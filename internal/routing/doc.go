@@ -19,16 +19,35 @@
 // # Two forms
 //
 // Router.Plan takes a slice of candidates and returns all usable ones in
-// order: O(k log k), for small sets and tests. The proxy instead builds a
-// KeySet once per workspace+service whenever its keys change
-// (Router.NewKeySet) and calls KeySet.Plan per call, which returns only the
-// first few usable keys (MaxAttempts) without allocating: the per-call cost
-// does not grow with the number of keys. Ordered strategies scan a
-// precomputed order and stop at the first usable keys; a prefix of keys
-// that are unusable for a while (quota used up, quarantined, cooling down)
-// is remembered with the time it stays unusable, so a long run of such keys
-// is skipped in O(1) until that time or until something makes a key usable
-// again. least-used keeps a heap that AddUsed updates in O(log k).
+// order: O(k log k), for small sets and as the reference in tests. The
+// proxy instead builds a KeySet once per workspace+service whenever its
+// keys change (Router.NewKeySet) and calls KeySet.Plan per call, which
+// returns only the first few usable keys (MaxAttempts) without allocating,
+// so the per-call cost does not grow with the number of keys: the orders
+// are precomputed, a plan stops at the first usable keys, and keys that
+// are out for a while (quota used up, quarantined, cooling down for a
+// second or more) are dropped from the walked view in batches and put back
+// when they can be used again. least-used keeps a heap that AddUsed
+// updates in O(log k). A plan still steps over keys in a short cooldown.
+//
+// # Use
+//
+//	ks := router.NewKeySet(cands) // when the keys change; cache it
+//	var buf [routing.MaxAttempts]routing.Candidate
+//	for i, c := range ks.Plan(buf[:0], strategy, now, routing.MaxAttempts) {
+//		status, h, err := attempt(c) // 0 and err for a network error
+//		if !routing.KeyFailure(status) {
+//			router.ReportSuccess(c.ID, h, now)
+//			ks.AddUsed(c.ID, 1) // or SetUsed from the shared counter
+//			break
+//		}
+//		v := router.ReportFailure(c.ID, status, h, now)
+//		if v.NewlyQuarantined { /* alert and audit, once */ }
+//		if i+1 == routing.MaxAttempts || !routing.Retryable(method, status, sent, idemKey, err, reached) {
+//			break
+//		}
+//	}
+//	// nothing usable: ks.Explain(now, n) says which keys were left out and why
 //
 // # Health
 //

@@ -8,54 +8,74 @@ import (
 )
 
 // KeySet is a workspace's keys for one service, indexed once (when the
-// keys change) so that planning a call costs the same with 1 key or
+// keys change) so that planning a call costs about the same with 1 key or
 // 100,000. It carries live per-key call counts (AddUsed, SetUsed) for the
 // quota skip and least-used, and its own round-robin counter. Safe for
 // concurrent use.
+//
+// Plans walk a view: the keys not known to be out for a while (quota used
+// up, quarantined, or cooling down for parkMin or more) in cost order and
+// in priority order. A key found out for a while during a plan is stepped
+// over and counted; once parkThreshold such keys accumulate, the view is
+// rebuilt without them (O(k), amortised over the keys that left). A key
+// coming back (its count lowered below its quota, a quarantine cleared, a
+// state forgotten, the earliest cooldown among the left-out keys over)
+// makes the view stale and the next plan rebuilds it. Keys in a short
+// cooldown stay in the view and are stepped over.
 type KeySet struct {
-	r        *Router
-	entries  []entry          // enabled keys in priority order (priority, id)
-	cost     []int32          // entries in cost order
-	index    map[string]int32 // id → entries index
-	disabled []string         // ids of disabled keys, for Explain
+	r         *Router
+	entries   []entry          // enabled keys in priority order (priority, id)
+	costOrder []int32          // all entries in cost order
+	index     map[string]int32 // id → entries index
+	disabled  []string         // ids of disabled keys, for Explain
 
-	rr        atomic.Uint64
-	usedEpoch atomic.Uint64 // bumped when a count goes down (period reset)
-	// hints remember a prefix of an order whose keys are all unusable
-	// until some time: [orderCost] for cost, [orderPriority] for priority,
-	// round-robin and least-used.
-	hints [2]atomic.Pointer[hint]
+	rr    atomic.Uint64
+	dirty atomic.Uint64 // bumped when a used-up key gets quota back
+	view  atomic.Pointer[view]
+	none  atomic.Pointer[noneHint]
 
-	lu struct { // least-used heap, built on first use
-		mu    sync.Mutex
-		built atomic.Bool
-		heap  []int32 // entries indices; entry.heapPos is the inverse
-	}
+	mu         sync.Mutex // serialises view rebuilds and guards the heap
+	heap       []int32    // least-used heap of entries indices; entry.heapPos is the inverse
+	heapBuilt  atomic.Bool
+	heapSerial uint64 // view the heap was built from
 }
 
-const (
-	orderCost = iota
-	orderPriority
-)
+// parkThreshold is how many keys found out for a while a view tolerates
+// before it is rebuilt: a plan steps over at most this many of them.
+const parkThreshold = 32
 
-// hintStride is how much further a prefix must reach before it is worth
-// remembering (storing a hint allocates).
-const hintStride = 16
+// parkMin is the shortest wait that takes a key out of the view. Keys that
+// come back sooner stay in and are stepped over, which also keeps the
+// rebuilds due to keys coming back at least parkMin apart.
+const parkMin = time.Second
 
-// hint says entries [0, start) of an order are unusable until until (Unix
-// ns), as long as neither epoch changed.
-type hint struct {
-	start       int
-	until       int64
+// view is an immutable selection of entries, valid until wake (Unix ns,
+// when the first left-out key comes back); parked counts the entries in it
+// found out for a while since it was built.
+type view struct {
+	serial      uint64
 	routerEpoch uint64
-	usedEpoch   uint64
+	dirty       uint64
+	wake        int64
+	cost        []int32
+	prio        []int32
+	parked      atomic.Int32
+}
+
+// noneHint says that no key of view serial is usable before until.
+type noneHint struct {
+	serial uint64
+	until  int64
 }
 
 type entry struct {
-	c       Candidate // Used here is the count at build time; see used
-	used    atomic.Int64
-	st      atomic.Pointer[keyState]
-	heapPos int32 // guarded by KeySet.lu.mu
+	c    Candidate // Used here is the count at build time; see used
+	used atomic.Int64
+	st   atomic.Pointer[keyState]
+	// parked is the serial of the last view this entry was left out of or
+	// found out for a while in.
+	parked  atomic.Uint64
+	heapPos int32 // -1 when not in the heap; guarded by KeySet.mu
 }
 
 // NewKeySet indexes cands (disabled keys are left out; of duplicate ids
@@ -90,6 +110,7 @@ func (r *Router) NewKeySet(cands []Candidate) *KeySet {
 		e := &ks.entries[j]
 		e.c = cands[i]
 		e.used.Store(e.c.Used)
+		e.heapPos = -1
 		index[e.c.ID] = int32(j)
 		st := r.lookup(e.c.ID)
 		if st == nil {
@@ -102,19 +123,22 @@ func (r *Router) NewKeySet(cands []Candidate) *KeySet {
 		e.st.Store(st)
 	}
 	ks.index = index
-	ks.cost = make([]int32, len(ks.entries))
-	for j := range ks.cost {
-		ks.cost[j] = int32(j)
+	ks.costOrder = make([]int32, len(ks.entries))
+	for j := range ks.costOrder {
+		ks.costOrder[j] = int32(j)
 	}
-	slices.SortFunc(ks.cost, func(a, b int32) int { return byCost(&ks.entries[a].c, &ks.entries[b].c) })
+	slices.SortFunc(ks.costOrder, func(a, b int32) int { return byCost(&ks.entries[a].c, &ks.entries[b].c) })
+	ks.mu.Lock()
+	ks.rebuild(0, 0)
+	ks.mu.Unlock()
 	return ks
 }
 
 // Len returns the number of enabled keys.
 func (ks *KeySet) Len() int { return len(ks.entries) }
 
-// AddUsed adds delta to a key's calls this period (the metering counter's
-// local mirror). It reports false for an id not in the set.
+// AddUsed adds delta to a key's calls this period (the local mirror of the
+// metering counter). It reports false for an id not in the set.
 func (ks *KeySet) AddUsed(keyID string, delta int64) bool {
 	return ks.updateUsed(keyID, func(u *atomic.Int64) int64 { return u.Add(delta) - delta })
 }
@@ -127,17 +151,18 @@ func (ks *KeySet) SetUsed(keyID string, used int64) bool {
 
 // ResetUsed sets every key's calls to 0, at the start of a period.
 func (ks *KeySet) ResetUsed() {
-	ks.lu.mu.Lock()
+	ks.mu.Lock()
 	for i := range ks.entries {
 		ks.entries[i].used.Store(0)
 	}
-	ks.lu.built.Store(false) // rebuilt on next least-used plan
-	ks.lu.mu.Unlock()
-	ks.usedEpoch.Add(1)
+	ks.heapBuilt.Store(false)
+	ks.mu.Unlock()
+	ks.dirty.Add(1)
 }
 
-// updateUsed applies set to a key's count (returning the old value) and
-// keeps the least-used heap in order if it is built.
+// updateUsed applies set to a key's count (set returns the old value),
+// keeps the least-used heap in order and marks the view stale when the key
+// gets quota back.
 func (ks *KeySet) updateUsed(keyID string, set func(*atomic.Int64) int64) bool {
 	i, ok := ks.index[keyID]
 	if !ok {
@@ -145,86 +170,146 @@ func (ks *KeySet) updateUsed(keyID string, set func(*atomic.Int64) int64) bool {
 	}
 	e := &ks.entries[i]
 	var old int64
-	if ks.lu.built.Load() {
-		ks.lu.mu.Lock()
+	if ks.heapBuilt.Load() {
+		ks.mu.Lock()
 		old = set(&e.used)
-		if ks.lu.built.Load() {
-			ks.fix(int(e.heapPos))
-		}
-		ks.lu.mu.Unlock()
+		ks.fix(e)
+		ks.mu.Unlock()
 	} else {
 		old = set(&e.used)
-		if ks.lu.built.Load() { // built meanwhile, maybe from the old count
-			ks.lu.mu.Lock()
-			if ks.lu.built.Load() {
-				ks.fix(int(e.heapPos))
-			}
-			ks.lu.mu.Unlock()
+		if ks.heapBuilt.Load() { // built meanwhile, maybe from the old count
+			ks.mu.Lock()
+			ks.fix(e)
+			ks.mu.Unlock()
 		}
 	}
-	if e.used.Load() < old { // a key may have quota again: drop the hints
-
-		ks.usedEpoch.Add(1)
+	if !e.c.quotaLeft(old) && e.c.quotaLeft(e.used.Load()) {
+		ks.dirty.Add(1)
 	}
 	return true
 }
 
 // Plan appends to dst up to limit usable keys in the order strategy tries
 // them (an unknown strategy is cost) and returns the extended slice. With
-// a dst of capacity limit it does not allocate. Its cost is that of the
-// keys it looks at: the first usable ones and the unusable ones before
-// them, with long unusable runs skipped (see the package documentation).
+// a dst of capacity limit it does not allocate. It looks at the first
+// usable keys in the view and at the unusable ones before them.
 func (ks *KeySet) Plan(dst []Candidate, strategy Strategy, now time.Time, limit int) []Candidate {
 	if len(ks.entries) == 0 || limit <= 0 {
 		return dst
 	}
 	t := now.UnixNano()
+	v := ks.current(t)
+	if h := ks.none.Load(); h != nil && h.serial == v.serial && t < h.until {
+		return dst
+	}
+	var found int
+	var until int64
 	switch strategy {
 	case StrategyPriority:
-		return ks.scan(dst, nil, orderPriority, t, limit)
+		dst, found, until = ks.scan(dst, v, v.prio, 0, t, limit)
 	case StrategyRoundRobin:
-		return ks.ring(dst, t, limit)
+		dst, found, until = ks.scan(dst, v, v.prio, ks.rr.Add(1)-1, t, limit)
 	case StrategyLeastUsed:
-		return ks.leastUsed(dst, t, limit)
+		dst, found, until = ks.leastUsed(dst, v, t, limit)
 	default:
-		return ks.scan(dst, ks.cost, orderCost, t, limit)
+		dst, found, until = ks.scan(dst, v, v.cost, 0, t, limit)
 	}
+	if found == 0 {
+		ks.none.Store(&noneHint{serial: v.serial, until: until})
+	}
+	if v.parked.Load() >= parkThreshold && ks.mu.TryLock() {
+		if ks.view.Load() == v {
+			ks.rebuild(v.serial, t)
+		}
+		ks.mu.Unlock()
+	}
+	return dst
 }
 
-// validHint returns the length of the unusable prefix of order o known at
-// now (0 if none) and until when it holds.
-func (ks *KeySet) validHint(o int, re, ue uint64, now int64) (int, int64) {
-	if h := ks.hints[o].Load(); h != nil && h.routerEpoch == re && h.usedEpoch == ue && now < h.until {
-		return h.start, h.until
+// current returns the view, rebuilding it first if a key may have come
+// back since it was built.
+func (ks *KeySet) current(now int64) *view {
+	v := ks.view.Load()
+	if !ks.stale(v, now) {
+		return v
 	}
-	return 0, forever
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if v = ks.view.Load(); ks.stale(v, now) {
+		v = ks.rebuild(v.serial, now)
+	}
+	return v
 }
 
-// noneUsable reports whether a hint says every key is unusable at now.
-func (ks *KeySet) noneUsable(re, ue uint64, now int64) bool {
-	for o := range ks.hints {
-		if start, _ := ks.validHint(o, re, ue, now); start == len(ks.entries) {
-			return true
+func (ks *KeySet) stale(v *view, now int64) bool {
+	return now >= v.wake || v.routerEpoch != ks.r.epoch.Load() || v.dirty != ks.dirty.Load()
+}
+
+// rebuild publishes a view of the entries not out for a while at now (0:
+// only quota and quarantine count). Called with ks.mu held; the epochs are
+// read first, so a key coming back during the rebuild leaves the new view
+// stale rather than wrong.
+func (ks *KeySet) rebuild(prev uint64, now int64) *view {
+	v := &view{serial: prev + 1, routerEpoch: ks.r.epoch.Load(), dirty: ks.dirty.Load(), wake: forever}
+	v.prio = make([]int32, 0, len(ks.entries))
+	for i := range ks.entries {
+		e := &ks.entries[i]
+		if u := ks.outUntil(e, now); u == forever || (now != 0 && u-now >= int64(parkMin)) {
+			if u != forever {
+				v.wake = min(v.wake, u)
+			}
+			e.parked.Store(v.serial)
+			continue
+		}
+		v.prio = append(v.prio, int32(i))
+	}
+	v.cost = make([]int32, 0, len(v.prio))
+	for _, i := range ks.costOrder {
+		if ks.entries[i].parked.Load() != v.serial {
+			v.cost = append(v.cost, i)
 		}
 	}
-	return false
+	ks.view.Store(v)
+	return v
 }
 
-func (ks *KeySet) remember(o, start int, until int64, re, ue uint64) {
-	ks.hints[o].Store(&hint{start: start, until: until, routerEpoch: re, usedEpoch: ue})
-}
-
-// check returns why e is unusable at now and until when, or "".
-func (ks *KeySet) check(e *entry, now int64) (int64, Reason) {
-	if !e.c.quotaLeft(e.used.Load()) {
-		return forever, ReasonQuotaExhausted
+// outUntil returns until when e is unusable at now: forever when only a
+// count or state change brings it back (quota used up, quarantined), 0 or
+// a past time when it is usable. now 0 ignores cooldowns.
+func (ks *KeySet) outUntil(e *entry, now int64) int64 {
+	if now == 0 {
+		if !e.c.quotaLeft(e.used.Load()) || ks.state(e).quarantine.Load() != nil {
+			return forever
+		}
+		return 0
 	}
+	u, _ := ks.check(e, now)
+	return u
+}
+
+func (ks *KeySet) state(e *entry) *keyState {
 	st := e.st.Load()
 	if st.dead.Load() { // forgotten: the router has a fresh state by now
 		st = ks.r.state(e.c.ID, nil)
 		e.st.Store(st)
 	}
-	return st.blocked(now)
+	return st
+}
+
+// check returns why e is unusable at now and until when (forever: until a
+// count or state change), or "".
+func (ks *KeySet) check(e *entry, now int64) (int64, Reason) {
+	if !e.c.quotaLeft(e.used.Load()) {
+		return forever, ReasonQuotaExhausted
+	}
+	return ks.state(e).blocked(now)
+}
+
+// park counts e, found out for a while, against v.
+func (v *view) park(e *entry) {
+	if e.parked.Swap(v.serial) != v.serial {
+		v.parked.Add(1)
+	}
 }
 
 func (e *entry) candidate() Candidate {
@@ -233,99 +318,70 @@ func (e *entry) candidate() Candidate {
 	return c
 }
 
-// scan walks order (nil: priority order) from the remembered unusable
-// prefix and stops at limit usable keys.
-func (ks *KeySet) scan(dst []Candidate, order []int32, o int, now int64, limit int) []Candidate {
-	re, ue := ks.r.epoch.Load(), ks.usedEpoch.Load()
-	n := len(ks.entries)
-	if ks.noneUsable(re, ue, now) {
-		return dst
+// scan walks order as a ring from position start (mod its length) and
+// stops at limit usable keys. It returns how many it found and, when none,
+// the earliest time one of the keys it stepped over comes back.
+func (ks *KeySet) scan(dst []Candidate, v *view, order []int32, start uint64, now int64, limit int) ([]Candidate, int, int64) {
+	n := len(order)
+	if n == 0 {
+		return dst, 0, forever
 	}
-	start, until := ks.validHint(o, re, ue, now)
-	prefix, found := start, 0
-	for i := start; i < n && found < limit; i++ {
-		j := i
-		if order != nil {
-			j = int(order[i])
-		}
-		e := &ks.entries[j]
-		u, why := ks.check(e, now)
-		if why == "" {
-			dst = append(dst, e.candidate())
-			found++
-		} else if found == 0 {
-			prefix, until = i+1, min(until, u)
-		}
-	}
-	if prefix >= start+hintStride || (prefix == n && prefix > start) {
-		ks.remember(o, prefix, until, re, ue)
-	}
-	return dst
-}
-
-// ring walks the priority order as a ring from the set's round-robin
-// position, leaving out the remembered unusable prefix so that the keys
-// after it share the turns evenly.
-func (ks *KeySet) ring(dst []Candidate, now int64, limit int) []Candidate {
-	re, ue := ks.r.epoch.Load(), ks.usedEpoch.Load()
-	n := len(ks.entries)
-	if ks.noneUsable(re, ue, now) {
-		return dst
-	}
-	lo, _ := ks.validHint(orderPriority, re, ue, now)
-	m := n - lo
-	if m <= 0 {
-		return dst
-	}
-	start := lo + int((ks.rr.Add(1)-1)%uint64(m))
+	i := int(start % uint64(n))
 	found, until := 0, int64(forever)
-	for k := 0; k < m && found < limit; k++ {
-		i := start + k
-		if i >= n {
-			i -= m
-		}
-		e := &ks.entries[i]
-		u, why := ks.check(e, now)
-		if why == "" {
+	for range n {
+		e := &ks.entries[order[i]]
+		if u, why := ks.check(e, now); why == "" {
 			dst = append(dst, e.candidate())
-			found++
+			if found++; found == limit {
+				break
+			}
 		} else {
-			until = min(until, u)
+			if u != forever {
+				until = min(until, u)
+			}
+			if u-now >= int64(parkMin) {
+				v.park(e)
+			}
+		}
+		if i++; i == n {
+			i = 0
 		}
 	}
-	if found == 0 {
-		ks.remember(orderPriority, n, until, re, ue)
-	}
-	return dst
+	return dst, found, until
 }
 
-// leastUsed walks the least-used heap best first: O((limit + skipped) log)
-// per plan.
-func (ks *KeySet) leastUsed(dst []Candidate, now int64, limit int) []Candidate {
-	re, ue := ks.r.epoch.Load(), ks.usedEpoch.Load()
-	if ks.noneUsable(re, ue, now) {
-		return dst
+// leastUsed walks the least-used heap best first: O((limit + skipped) log
+// k) per plan. Keys out until a count or state change leave the heap at
+// once; keys cooling down stay until the view drops them.
+func (ks *KeySet) leastUsed(dst []Candidate, v *view, now int64, limit int) ([]Candidate, int, int64) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if !ks.heapBuilt.Load() || ks.heapSerial != v.serial {
+		ks.buildHeap(v)
 	}
-	ks.lu.mu.Lock()
-	defer ks.lu.mu.Unlock()
-	if !ks.lu.built.Load() {
-		ks.buildHeap()
-	}
-	h := ks.lu.heap
-	var buf [2 * MaxAttempts]int32
-	frontier := append(buf[:0], 0) // heap positions still to look at, a min-heap itself
+	h := ks.heap
+	var buf [4 * MaxAttempts]int32
+	frontier := append(buf[:0], 0) // heap positions to look at, a min-heap itself
+	var outBuf [MaxAttempts]*entry
+	out := outBuf[:0] // keys to take out of the heap afterwards
 	less := func(a, b int32) bool { return ks.less(h[a], h[b]) }
 	found, until := 0, int64(forever)
-	for len(frontier) > 0 && found < limit {
+	for len(h) > 0 && len(frontier) > 0 && found < limit {
 		p := frontier[0]
 		frontier = popMin(frontier, less)
 		e := &ks.entries[h[p]]
-		u, why := ks.check(e, now)
-		if why == "" {
+		if u, why := ks.check(e, now); why == "" {
 			dst = append(dst, e.candidate())
 			found++
 		} else {
-			until = min(until, u)
+			if u == forever {
+				out = append(out, e)
+			} else {
+				until = min(until, u)
+			}
+			if u-now >= int64(parkMin) {
+				v.park(e)
+			}
 		}
 		for _, c := range [2]int32{2*p + 1, 2*p + 2} {
 			if int(c) < len(h) {
@@ -333,10 +389,10 @@ func (ks *KeySet) leastUsed(dst []Candidate, now int64, limit int) []Candidate {
 			}
 		}
 	}
-	if found == 0 {
-		ks.remember(orderPriority, len(ks.entries), until, re, ue)
+	for _, e := range out {
+		ks.heapRemove(e)
 	}
-	return dst
+	return dst, found, until
 }
 
 // less orders entries for least-used: fewer calls first, then priority
@@ -346,36 +402,57 @@ func (ks *KeySet) less(a, b int32) bool {
 	return ua < ub || ua == ub && a < b
 }
 
-func (ks *KeySet) buildHeap() {
-	h := ks.lu.heap[:0]
+func (ks *KeySet) buildHeap(v *view) {
 	for i := range ks.entries {
-		h = append(h, int32(i))
+		ks.entries[i].heapPos = -1
 	}
-	ks.lu.heap = h
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		ks.down(i)
-	}
-	for p, i := range h {
+	ks.heap = append(ks.heap[:0], v.prio...)
+	for p, i := range ks.heap {
 		ks.entries[i].heapPos = int32(p)
 	}
-	ks.lu.built.Store(true)
+	for p := len(ks.heap)/2 - 1; p >= 0; p-- {
+		ks.down(p)
+	}
+	ks.heapSerial = v.serial
+	ks.heapBuilt.Store(true)
+}
+
+// fix restores the heap order after e's count changed.
+func (ks *KeySet) fix(e *entry) {
+	if p := int(e.heapPos); ks.heapBuilt.Load() && p >= 0 {
+		if !ks.down(p) {
+			ks.up(p)
+		}
+	}
+}
+
+func (ks *KeySet) heapRemove(e *entry) {
+	p := int(e.heapPos)
+	if p < 0 {
+		return
+	}
+	last := len(ks.heap) - 1
+	if p != last {
+		ks.swap(p, last)
+	}
+	ks.heap = ks.heap[:last]
+	e.heapPos = -1
+	if p != last {
+		if !ks.down(p) {
+			ks.up(p)
+		}
+	}
 }
 
 func (ks *KeySet) swap(p, q int) {
-	h := ks.lu.heap
+	h := ks.heap
 	h[p], h[q] = h[q], h[p]
 	ks.entries[h[p]].heapPos = int32(p)
 	ks.entries[h[q]].heapPos = int32(q)
 }
 
-func (ks *KeySet) fix(p int) {
-	if !ks.down(p) {
-		ks.up(p)
-	}
-}
-
 func (ks *KeySet) up(p int) {
-	h := ks.lu.heap
+	h := ks.heap
 	for p > 0 {
 		q := (p - 1) / 2
 		if !ks.less(h[p], h[q]) {
@@ -387,7 +464,7 @@ func (ks *KeySet) up(p int) {
 }
 
 func (ks *KeySet) down(p int) bool {
-	h := ks.lu.heap
+	h := ks.heap
 	p0 := p
 	for {
 		c := 2*p + 1

@@ -58,6 +58,20 @@ func QuarantineReason(status int) Reason {
 	return ""
 }
 
+// KeyFailure reports whether an upstream status counts against the key
+// that got it (report it with ReportFailure) rather than being the
+// upstream's answer (ReportSuccess): 0 (no response), 401, 402, 403, 429
+// and 5xx except 501 and 505, which no other key would change.
+func KeyFailure(status int) bool {
+	switch {
+	case status == 0, status == http.StatusTooManyRequests, QuarantineReason(status) != "":
+		return true
+	case status == http.StatusNotImplemented, status == http.StatusHTTPVersionNotSupported:
+		return false
+	}
+	return status >= 500 && status <= 599
+}
+
 // Action is what a failure report did to the key.
 type Action uint8
 
@@ -86,9 +100,9 @@ type Verdict struct {
 type Router struct {
 	states sync.Map // key id → *keyState
 	rr     sync.Map // lowest key id of a set → *atomic.Uint64 (Plan only)
-	// epoch changes whenever a key may become usable earlier than the
-	// state said (quarantine cleared, state forgotten): KeySets drop their
-	// remembered unusable prefixes then.
+	// epoch changes whenever a key may become usable earlier than its
+	// state said (quarantine cleared, state forgotten): KeySets rebuild
+	// their views then.
 	epoch atomic.Uint64
 }
 
@@ -204,11 +218,11 @@ func (r *Router) ReportFailure(keyID string, status int, h http.Header, now time
 		}
 	}
 	if reason := QuarantineReason(status); reason != "" {
-		first := r.quarantine(keyID, reason, status, now)
+		isNew := r.quarantine(keyID, reason, status, now)
 		if learned != 0 {
 			storeMax(&r.state(keyID, nil).allowanceUntil, learned)
 		}
-		return Verdict{Action: ActionQuarantine, Reason: reason, NewlyQuarantined: first}
+		return Verdict{Action: ActionQuarantine, Reason: reason, NewlyQuarantined: isNew}
 	}
 	var reason Reason
 	switch {
@@ -216,7 +230,7 @@ func (r *Router) ReportFailure(keyID string, status int, h http.Header, now time
 		reason = ReasonNetwork
 	case status == http.StatusTooManyRequests:
 		reason = ReasonRateLimited
-	case status >= 500 && status <= 599 && status != http.StatusNotImplemented && status != http.StatusHTTPVersionNotSupported:
+	case KeyFailure(status):
 		reason = ReasonServerError
 	default:
 		if learned != 0 {
@@ -297,9 +311,11 @@ func (r *Router) Forget(keyID string) {
 type Status struct {
 	Quarantined      Reason    `json:"quarantined,omitempty"`
 	QuarantinedSince time.Time `json:"quarantinedSince,omitzero"`
-	CooldownUntil    time.Time `json:"cooldownUntil,omitzero"`
-	AllowanceUntil   time.Time `json:"allowanceUntil,omitzero"`
-	Failures         int       `json:"failures,omitempty"`
+	// UpstreamStatus is the status that quarantined the key (0: Quarantine).
+	UpstreamStatus int       `json:"upstreamStatus,omitempty"`
+	CooldownUntil  time.Time `json:"cooldownUntil,omitzero"`
+	AllowanceUntil time.Time `json:"allowanceUntil,omitzero"`
+	Failures       int       `json:"failures,omitempty"`
 }
 
 // Status returns the health of a key at now; past times are left zero.
@@ -310,7 +326,7 @@ func (r *Router) Status(keyID string, now time.Time) Status {
 		return s
 	}
 	if q := st.quarantine.Load(); q != nil {
-		s.Quarantined, s.QuarantinedSince = q.reason, q.since
+		s.Quarantined, s.QuarantinedSince, s.UpstreamStatus = q.reason, q.since, q.status
 	}
 	n := now.UnixNano()
 	if u := st.cooldownUntil.Load(); u > n {
@@ -339,40 +355,40 @@ func (r *Router) Why(c Candidate, now time.Time) Reason {
 }
 
 // Plan returns the usable keys among keys in the order strategy tries
-// them (an unknown strategy is cost). It sorts a copy: O(k log k) per
-// call, for small sets; the proxy's hot path uses a KeySet. Round-robin
-// rotates per key set, identified by its lowest key id.
+// them (an unknown strategy is cost). It sorts on every call, O(k log k):
+// for small sets and as the reference the KeySet is tested against; the
+// proxy's hot path uses a KeySet. Round-robin rotates per key set,
+// identified by its lowest key id.
 func (r *Router) Plan(strategy Strategy, keys []Candidate, now time.Time) []Candidate {
-	out := make([]Candidate, 0, len(keys))
-	for _, c := range keys {
-		if r.Why(c, now) == "" {
-			out = append(out, c)
+	idx := make([]int32, 0, len(keys))
+	for i := range keys {
+		if r.Why(keys[i], now) == "" {
+			idx = append(idx, int32(i))
 		}
 	}
+	cmpFn := byCost
 	switch strategy {
-	case StrategyPriority:
-		slices.SortFunc(out, func(a, b Candidate) int { return byPriority(&a, &b) })
+	case StrategyPriority, StrategyRoundRobin:
+		cmpFn = byPriority
 	case StrategyLeastUsed:
-		slices.SortFunc(out, func(a, b Candidate) int { return byUsed(&a, &b) })
-	case StrategyRoundRobin:
-		if len(keys) == 0 {
-			break
-		}
-		slices.SortFunc(out, func(a, b Candidate) int { return byPriority(&a, &b) })
+		cmpFn = byUsed
+	}
+	slices.SortFunc(idx, func(a, b int32) int { return cmpFn(&keys[a], &keys[b]) })
+	start := 0
+	if strategy == StrategyRoundRobin && len(idx) > 1 {
 		lowest := keys[0].ID
-		for _, c := range keys[1:] {
-			lowest = min(lowest, c.ID)
+		for i := range keys[1:] {
+			lowest = min(lowest, keys[i+1].ID)
 		}
 		v, ok := r.rr.Load(lowest)
 		if !ok {
 			v, _ = r.rr.LoadOrStore(lowest, new(atomic.Uint64))
 		}
-		if n := uint64(len(out)); n > 1 {
-			start := int((v.(*atomic.Uint64).Add(1) - 1) % n)
-			out = slices.Concat(out[start:], out[:start])
-		}
-	default:
-		slices.SortFunc(out, func(a, b Candidate) int { return byCost(&a, &b) })
+		start = int((v.(*atomic.Uint64).Add(1) - 1) % uint64(len(idx)))
+	}
+	out := make([]Candidate, len(idx))
+	for k := range idx {
+		out[k] = keys[idx[(start+k)%len(idx)]]
 	}
 	return out
 }

@@ -520,7 +520,7 @@ func TestUnusablePrefixHint(t *testing.T) {
 // random usage, cooldowns, quarantines, forgets and period resets.
 func TestKeySetMatchesPlan(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for round := range 40 {
+	for round := range 60 {
 		r := NewRouter()
 		n, idSpace, quota := 1+rng.IntN(60), 80, 4
 		if round%2 == 1 { // long runs of used-up keys: exercises the prefix hints
@@ -564,7 +564,11 @@ func TestKeySetMatchesPlan(t *testing.T) {
 			k := &keys[rng.IntN(n)]
 			switch op := rng.IntN(10); op {
 			case 0:
-				r.ReportFailure(k.ID, []int{0, 429, 500, 503}[rng.IntN(4)], nil, now)
+				var h http.Header
+				if rng.IntN(2) == 0 {
+					h = hdr("Retry-After", fmt.Sprint(rng.IntN(6)))
+				}
+				r.ReportFailure(k.ID, []int{0, 429, 500, 503}[rng.IntN(4)], h, now)
 			case 1:
 				if rng.IntN(4) == 0 {
 					r.ReportFailure(k.ID, 401, nil, now)
@@ -671,7 +675,7 @@ func benchKeys(n int) []Candidate {
 			Tier:        []string{TierFree, TierPaid}[i%2],
 			Priority:    i % 10,
 			PriceMicros: int64(1000 + i%7),
-			Quota:       1_000_000,
+			Quota:       0,
 			Used:        int64(i % 1000),
 			Enabled:     true,
 		}
@@ -713,22 +717,52 @@ func BenchmarkKeySetPlan(b *testing.B) {
 	}
 }
 
-// BenchmarkKeySetPlanExhausted: all but the last 10 of the keys have used
-// up their quota, the worst case for a scan.
+// BenchmarkKeySetPlanExhausted: after the set was built, all but 10 of the
+// keys use up their quota (with fewer calls than the others, the worst
+// case for least-used): plans must not keep stepping over them.
 func BenchmarkKeySetPlanExhausted(b *testing.B) {
 	for _, n := range sizes[1:] {
-		keys := benchKeys(n)
-		for i := range keys[:n-10] {
-			keys[i].Tier, keys[i].Quota, keys[i].Used = TierFree, 5, 5
-		}
-		r := NewRouter()
-		ks := r.NewKeySet(keys)
 		for _, s := range Strategies {
+			keys := benchKeys(n)
+			for i := range keys[:n-10] {
+				keys[i].Tier, keys[i].Quota = TierFree, 5
+			}
+			r := NewRouter()
+			ks := r.NewKeySet(keys)
+			for i := range keys[:n-10] {
+				ks.SetUsed(keys[i].ID, 5)
+			}
 			b.Run(fmt.Sprintf("%s/keys=%d", s, n), func(b *testing.B) {
 				var buf [MaxAttempts]Candidate
 				b.ReportAllocs()
 				for b.Loop() {
-					_ = ks.Plan(buf[:0], s, t0, MaxAttempts)
+					if p := ks.Plan(buf[:0], s, t0, MaxAttempts); len(p) != MaxAttempts {
+						b.Fatalf("plan %d keys", len(p))
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkKeySetPlanCooldown: half of the keys, every other one, are
+// cooling down for a minute after failures.
+func BenchmarkKeySetPlanCooldown(b *testing.B) {
+	for _, n := range sizes[1:] {
+		for _, s := range Strategies {
+			keys := benchKeys(n)
+			r := NewRouter()
+			ks := r.NewKeySet(keys)
+			for i := 0; i < n; i += 2 {
+				r.ReportFailure(keys[i].ID, 429, hdr("Retry-After", "60"), t0)
+			}
+			b.Run(fmt.Sprintf("%s/keys=%d", s, n), func(b *testing.B) {
+				var buf [MaxAttempts]Candidate
+				b.ReportAllocs()
+				for b.Loop() {
+					if p := ks.Plan(buf[:0], s, t0, MaxAttempts); len(p) != MaxAttempts {
+						b.Fatalf("plan %d keys", len(p))
+					}
 				}
 			})
 		}
@@ -764,5 +798,80 @@ func BenchmarkReportSuccess(b *testing.B) {
 				r.ReportSuccess("key_00000042", tc.h, t0)
 			}
 		})
+	}
+}
+
+// TestParking protects the compacted view: keys leaving one by one (quota
+// used up, quarantined) and coming back (new period, cleared quarantine)
+// are planned exactly as the reference form plans them.
+func TestParking(t *testing.T) {
+	const n = 150
+	var keys []Candidate
+	for i := range n {
+		keys = append(keys, Candidate{ID: fmt.Sprintf("k%03d", i), Tier: TierFree, Priority: i % 7, Quota: 2, Used: int64(i % 2), Enabled: true})
+	}
+	keys = append(keys, Candidate{ID: "paid", Tier: TierPaid, Priority: 3, PriceMicros: 5, Enabled: true})
+	r := NewRouter()
+	ks := r.NewKeySet(keys)
+	compare := func(step string) {
+		t.Helper()
+		for _, s := range []Strategy{StrategyCost, StrategyPriority, StrategyLeastUsed} {
+			want := r.Plan(s, keys, t0)
+			got := ks.Plan(nil, s, t0, MaxAttempts)
+			if ids(got) != ids(want[:min(MaxAttempts, len(want))]) {
+				t.Fatalf("%s %s: KeySet %s, Plan %s", step, s, ids(got), ids(want[:min(MaxAttempts, len(want))]))
+			}
+		}
+		if got, want := len(ks.Plan(nil, StrategyRoundRobin, t0, len(keys))), len(r.Plan(StrategyRoundRobin, keys, t0)); got != want {
+			t.Fatalf("%s round-robin: %d usable, want %d", step, got, want)
+		}
+	}
+	use := func(id string) {
+		for i := range keys {
+			if keys[i].ID == id {
+				keys[i].Used++
+			}
+		}
+		ks.AddUsed(id, 1)
+	}
+	for i := 0; ; i++ {
+		compare(fmt.Sprintf("drain %d", i))
+		p := ks.Plan(nil, StrategyCost, t0, 1)
+		if p[0].ID == "paid" {
+			break
+		}
+		use(p[0].ID)
+	}
+	if v := ks.view.Load(); len(v.prio) > parkThreshold+1 {
+		t.Errorf("view still holds %d keys after draining", len(v.prio))
+	}
+	ks.ResetUsed()
+	for i := range keys {
+		keys[i].Used = 0
+	}
+	compare("after reset")
+	for i := range 100 {
+		r.ReportFailure(keys[i].ID, 401, nil, t0)
+		compare(fmt.Sprintf("quarantine %d", i))
+	}
+	for i := range 100 {
+		if i%3 == 0 {
+			r.ClearQuarantine(keys[i].ID)
+		} else if i%3 == 1 {
+			r.Forget(keys[i].ID)
+		}
+		compare(fmt.Sprintf("clear %d", i))
+	}
+}
+
+func TestKeyFailure(t *testing.T) {
+	for status, want := range map[int]bool{
+		0: true, 200: false, 204: false, 301: false, 400: false, 401: true, 402: true, 403: true,
+		404: false, 409: false, 422: false, 429: true, 500: true, 501: false, 502: true, 503: true,
+		504: true, 505: false, 529: true,
+	} {
+		if got := KeyFailure(status); got != want {
+			t.Errorf("KeyFailure(%d) = %v, want %v", status, got, want)
+		}
 	}
 }
