@@ -4,11 +4,12 @@
 //
 // # Hot path
 //
-// Recorder.Record appends the record to an in-memory slice under a mutex
-// and returns: no channel send, no allocation in the steady state (the
-// flusher hands the slice it drained back for reuse), about the cost of an
-// uncontended lock. The record's ID is assigned by the flusher, off the hot
-// path, before the first write attempt.
+// Recorder.Record appends the record to the batch being filled, a slice of
+// fixed capacity BatchSize, under a mutex, and returns: no channel send, no
+// slice growth, and no allocation in the steady state (written batches are
+// emptied and reused). A full batch is handed to the flusher at once. The
+// record's ID is assigned by the flusher, off the hot path, before the
+// first write attempt.
 //
 // # Never losing records silently
 //

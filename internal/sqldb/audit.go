@@ -75,8 +75,13 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev *apiwallet.AuditEv
 		ev.Outcome, ev.ClientIP, ev.RequestID, string(details), micros(ev.CreatedAt), ev.PrevHash, ev.Hash); err != nil {
 		return fmt.Errorf("insert audit event: %w", err)
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE audit_head SET hash = $1 WHERE id = 1`, ev.Hash)
-	return err
+	if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET hash = $1 WHERE id = 1`, ev.Hash); err != nil {
+		return err
+	}
+	if !quietActions[ev.Action] {
+		db.markChanged(tx)
+	}
+	return nil
 }
 
 // AppendAudit implements apiwallet.AuditStore.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -35,9 +36,38 @@ type DB struct {
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 	// OnCommit, if set, is called after every committed transaction that
-	// changed wallet state (not usage records): the proxy's caches are
-	// invalidated from it.
+	// changed wallet state: the proxy's caches are invalidated from it.
+	// Every such change writes an audit event, so the audit log is the
+	// change feed: a transaction that appended an event other than a
+	// routine one (quietActions) counts as a change.
 	OnCommit func()
+
+	changedMu sync.Mutex
+	changed   map[*sql.Tx]bool
+}
+
+// quietActions are audit actions that change nothing the proxy caches.
+var quietActions = map[string]bool{
+	"key.use": true, "key.read": true, "auth.login": true,
+}
+
+// markChanged records that tx changed wallet state.
+func (db *DB) markChanged(tx *sql.Tx) {
+	db.changedMu.Lock()
+	if db.changed == nil {
+		db.changed = map[*sql.Tx]bool{}
+	}
+	db.changed[tx] = true
+	db.changedMu.Unlock()
+}
+
+// takeChanged reports whether tx changed wallet state and forgets it.
+func (db *DB) takeChanged(tx *sql.Tx) bool {
+	db.changedMu.Lock()
+	defer db.changedMu.Unlock()
+	c := db.changed[tx]
+	delete(db.changed, tx)
+	return c
 }
 
 // Open connects to the database named by dsn: a postgres:// or
@@ -141,20 +171,17 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 		return err
 	}
 	defer func() {
+		changed := db.takeChanged(tx)
 		if err != nil {
 			_ = tx.Rollback()
+		} else if changed && db.OnCommit != nil {
+			db.OnCommit()
 		}
 	}()
 	if err = fn(tx); err != nil {
 		return err
 	}
-	if err = tx.Commit(); err != nil {
-		return err
-	}
-	if db.OnCommit != nil {
-		db.OnCommit()
-	}
-	return nil
+	return tx.Commit()
 }
 
 // notFound turns sql.ErrNoRows into ENOTFOUND with the given message.

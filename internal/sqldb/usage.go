@@ -25,10 +25,14 @@ const hourlyColumns = `workspace_id, service, key_id, hour, calls, failed, premi
 
 const hourlyColumnCount = 12
 
-// usageChunk bounds the rows of one multi-row statement on PostgreSQL,
-// keeping its placeholders (20 a row) well under the limit of 65535
-// whatever the caller's batch size; a batch of 500 is 5 round trips.
-const usageChunk = 100
+// Rows per multi-row statement, whatever the caller's batch size. On
+// PostgreSQL 100 rows (2,000 placeholders, well under its 65,535) make a
+// batch of 500 five round trips; on SQLite, in process, a shorter statement
+// parses faster and round trips cost nothing.
+const (
+	usagePGChunk     = 100
+	usageSQLiteChunk = 50
+)
 
 // hourMicros is one hour in microseconds, the unit of every time column.
 const hourMicros = int64(time.Hour / time.Microsecond)
@@ -57,9 +61,9 @@ type rollupKey struct {
 	hour                        int64
 }
 
-// placeholders appends "($n, $n+1, ...)" rows of cols columns each, n
-// counting from 1.
-func placeholders(b *strings.Builder, rows, cols int) {
+// placeholders appends rows of cols placeholders each: "($1, $2), ($3,
+// $4)", or with anonymous "(?, ?), (?, ?)" (see insertUsageRecords).
+func placeholders(b *strings.Builder, rows, cols int, anonymous bool) {
 	n := 1
 	for r := range rows {
 		if r > 0 {
@@ -70,7 +74,11 @@ func placeholders(b *strings.Builder, rows, cols int) {
 			if c > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(b, "$%d", n)
+			if anonymous {
+				b.WriteByte('?')
+			} else {
+				fmt.Fprintf(b, "$%d", n)
+			}
 			n++
 		}
 		b.WriteByte(')')
@@ -138,62 +146,66 @@ func (db *DB) InsertUsage(ctx context.Context, batch []apiwallet.Usage) (err err
 }
 
 // insertUsageRecords inserts batch, skipping records already stored, and
-// returns the IDs it inserted.
+// returns the IDs it inserted, as the database reports them with
+// INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id, several rows to a
+// statement.
 //
-// PostgreSQL takes multi-row INSERT ... ON CONFLICT (id) DO NOTHING
-// RETURNING id statements: one round trip per usageChunk records. SQLite
-// runs in process, so round trips cost nothing, but it resolves $N
-// placeholders by name with a linear search, which makes a statement of
-// thousands of them quadratic; there one prepared single-row statement is
-// run per record and RowsAffected says whether it inserted.
+// PostgreSQL gets $N placeholders, usagePGChunk rows a statement (one
+// round trip each; pgx caches the prepared statement per connection).
+// SQLite gets anonymous ? placeholders instead, because it looks $N up by
+// name with a linear search, which makes a statement of thousands of them
+// quadratic; and since parsing a long VALUES list is most of its cost,
+// the full-chunk statement is prepared once per batch.
 func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwallet.Usage,
 	created func(*apiwallet.Usage) int64) (map[string]bool, error) {
+	sqlite := db.dialect.name == "sqlite"
+	size := usagePGChunk
+	if sqlite {
+		size = usageSQLiteChunk
+	}
 	inserted := make(map[string]bool, len(batch))
-	row := func(args []any, u *apiwallet.Usage) []any {
-		return append(args, u.ID, u.WorkspaceID, u.Service, u.KeyID, u.TokenID, u.UserID,
-			u.Method, u.Status, u.Failed, u.Attempts, u.Attempted, u.Strategy, u.Premium,
-			u.LatencyMicros, u.OverheadMicros, u.BytesIn, u.BytesOut, u.CostMicros,
-			u.SavedMicros, created(u))
-	}
-	args := make([]any, 0, min(len(batch), usageChunk)*usageColumnCount)
-	if db.dialect.name == "sqlite" {
-		var q strings.Builder
-		q.WriteString(`INSERT INTO usage_records (` + usageColumns + `) VALUES `)
-		placeholders(&q, 1, usageColumnCount)
-		q.WriteString(` ON CONFLICT (id) DO NOTHING`)
-		stmt, err := tx.PrepareContext(ctx, q.String())
-		if err != nil {
-			return nil, err
-		}
-		defer stmt.Close()
-		for i := range batch {
-			res, err := stmt.ExecContext(ctx, row(args[:0], &batch[i])...)
-			if err != nil {
-				return nil, err
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return nil, err
-			} else if n > 0 {
-				inserted[batch[i].ID] = true
-			}
-		}
-		return inserted, nil
-	}
-	for start := 0; start < len(batch); start += usageChunk {
-		chunk := batch[start:min(start+usageChunk, len(batch))]
-		var q strings.Builder
-		q.WriteString(`INSERT INTO usage_records (` + usageColumns + `) VALUES `)
-		placeholders(&q, len(chunk), usageColumnCount)
-		q.WriteString(` ON CONFLICT (id) DO NOTHING RETURNING id`)
+	args := make([]any, 0, min(len(batch), size)*usageColumnCount)
+	var full *sql.Stmt
+	for start := 0; start < len(batch); start += size {
+		chunk := batch[start:min(start+size, len(batch))]
 		args = args[:0]
 		for i := range chunk {
-			args = row(args, &chunk[i])
+			u := &chunk[i]
+			args = append(args, u.ID, u.WorkspaceID, u.Service, u.KeyID, u.TokenID, u.UserID,
+				u.Method, u.Status, u.Failed, u.Attempts, u.Attempted, u.Strategy, u.Premium,
+				u.LatencyMicros, u.OverheadMicros, u.BytesIn, u.BytesOut, u.CostMicros,
+				u.SavedMicros, created(u))
 		}
-		if err := collectIDs(ctx, tx, q.String(), args, inserted); err != nil {
+		var (
+			rows *sql.Rows
+			err  error
+		)
+		switch {
+		case sqlite && len(chunk) == size:
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, insertUsageSQL(size, true)); err != nil {
+					return nil, err
+				}
+				defer full.Close()
+			}
+			rows, err = full.QueryContext(ctx, args...)
+		default:
+			rows, err = tx.QueryContext(ctx, insertUsageSQL(len(chunk), sqlite), args...)
+		}
+		if err := collectIDs(rows, err, inserted); err != nil {
 			return nil, err
 		}
 	}
 	return inserted, nil
+}
+
+// insertUsageSQL is the statement inserting rows records.
+func insertUsageSQL(rows int, anonymous bool) string {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO usage_records (` + usageColumns + `) VALUES `)
+	placeholders(&q, rows, usageColumnCount, anonymous)
+	q.WriteString(` ON CONFLICT (id) DO NOTHING RETURNING id`)
+	return q.String()
 }
 
 const upsertHourly = ` ON CONFLICT (workspace_id, service, key_id, hour) DO UPDATE SET
@@ -209,16 +221,12 @@ const upsertHourly = ` ON CONFLICT (workspace_id, service, key_id, hour) DO UPDA
 // upsertRollups adds sums to the hourly rollups in the order of keys, the
 // same way insertUsageRecords writes records on each backend.
 func (db *DB) upsertRollups(ctx context.Context, tx *sql.Tx, keys []rollupKey, sums map[rollupKey]*apiwallet.UsageTotals) error {
-	chunkSize := usageChunk
-	if db.dialect.name == "sqlite" {
-		chunkSize = 1
-	}
 	var args []any
-	for start := 0; start < len(keys); start += chunkSize {
-		chunk := keys[start:min(start+chunkSize, len(keys))]
+	for start := 0; start < len(keys); start += usagePGChunk {
+		chunk := keys[start:min(start+usagePGChunk, len(keys))]
 		var q strings.Builder
 		q.WriteString(`INSERT INTO usage_hourly (` + hourlyColumns + `) VALUES `)
-		placeholders(&q, len(chunk), hourlyColumnCount)
+		placeholders(&q, len(chunk), hourlyColumnCount, db.dialect.name == "sqlite")
 		q.WriteString(upsertHourly)
 		args = args[:0]
 		for _, k := range chunk {
@@ -233,9 +241,8 @@ func (db *DB) upsertRollups(ctx context.Context, tx *sql.Tx, keys []rollupKey, s
 	return nil
 }
 
-// collectIDs runs an INSERT ... RETURNING id and adds each id to ids.
-func collectIDs(ctx context.Context, tx *sql.Tx, q string, args []any, ids map[string]bool) error {
-	rows, err := tx.QueryContext(ctx, q, args...)
+// collectIDs adds each id an INSERT ... RETURNING id returned to ids.
+func collectIDs(rows *sql.Rows, err error, ids map[string]bool) error {
 	if err != nil {
 		return err
 	}

@@ -198,6 +198,24 @@ func testUsageIdempotent(t *testing.T, s Store) {
 	wantSummary(t, s, ws, from, to, sumUsage(append(append([]apiwallet.Usage(nil), batch...), more...)))
 	wantKeyCounts(t, s, ws, "openai", from, map[string]int64{"key_o": 50})
 
+	// A batch longer than one statement (backends split it), with old
+	// records spread through it.
+	var big, bigNew []apiwallet.Usage
+	for i := range 333 {
+		if i%11 == 0 {
+			big = append(big, batch[i%len(batch)])
+			continue
+		}
+		u := newUsage(ws, "anthropic", fmt.Sprintf("key_a%d", i%4), usageBase.Add(time.Duration(i)*time.Minute), i+3)
+		big = append(big, u)
+		bigNew = append(bigNew, u)
+	}
+	mustInsertUsage(t, s, big)
+	mustInsertUsage(t, s, big)
+	all := append(append(append([]apiwallet.Usage(nil), batch...), more...), bigNew...)
+	wantSummary(t, s, ws, from, to, sumUsage(all))
+	wantKeyCounts(t, s, ws, "anthropic", mid, keyCounts(all, ws, "anthropic", mid))
+
 	if err := s.InsertUsage(ctx, nil); err != nil {
 		t.Fatalf("empty batch: %v", err)
 	}
