@@ -16,15 +16,19 @@ import (
 
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/account"
+	"github.com/apikeywallet/apiwallet/internal/alerts"
 	"github.com/apikeywallet/apiwallet/internal/api"
 	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/billing"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/config"
 	"github.com/apikeywallet/apiwallet/internal/metering"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
+	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
 	"github.com/apikeywallet/apiwallet/internal/routing"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
+	"github.com/apikeywallet/apiwallet/internal/stripebilling"
 	"github.com/apikeywallet/apiwallet/internal/team"
 	"github.com/apikeywallet/apiwallet/internal/vault"
 )
@@ -36,6 +40,9 @@ type app struct {
 	db      *sqldb.DB
 	redis   *redis.Client
 	limiter ratelimit.Limiter
+	// quota counts monthly plan quotas: in process, or in Redis (falling
+	// back to per-instance shares while Redis is down).
+	quota   quota.Counter
 	closers []func() error
 }
 
@@ -70,6 +77,7 @@ func openApp(ctx context.Context, stderr io.Writer, environ []string) (*app, err
 	}
 	local := ratelimit.NewMemory(time.Now)
 	a.limiter = local
+	a.quota = quota.NewMemory(a.db, 1)
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -80,7 +88,9 @@ func openApp(ctx context.Context, stderr io.Writer, environ []string) (*app, err
 		a.redis = redis.NewClient(opts)
 		fb := ratelimit.NewFallback(ratelimit.NewRedis(a.redis, "apiwallet:rl:"), local, cfg.Instances, log)
 		a.limiter = fb
-		a.closers = append(a.closers, a.redis.Close, fb.Close)
+		qf := quota.NewFallback(quota.NewRedis(a.redis, "apiwallet:quota:", a.db), quota.NewMemory(a.db, cfg.Instances), log)
+		a.quota = qf
+		a.closers = append(a.closers, a.redis.Close, fb.Close, qf.Close)
 	}
 	log.Info("storage ready", "database", a.db.Dialect(), "redis", cfg.RedisURL != "")
 	return a, nil
@@ -122,6 +132,13 @@ func (a *app) keyService(ctx context.Context) (*vault.Service, error) {
 func (a *app) accountService() *account.Service {
 	return &account.Service{Users: a.db, Workspaces: a.db, Teams: a.db, Accounts: a.db, Audit: a.db,
 		Limiter: a.limiter, Sections: []account.Section{account.KeysSection(a.db), account.TokensSection(a.db)}}
+}
+
+// billingService computes plans, invoices and the business report;
+// DEFAULT_FREE_QUOTA sets the free plan's included calls.
+func (a *app) billingService() *billing.Service {
+	freeQuota := int64(a.cfg.DefaultFreeQuota)
+	return billing.New(a.db, a.db, billing.Options{FreeQuota: &freeQuota, RatePerMinute: a.cfg.MaxRequestsPerMinute})
 }
 
 // invalidationChannel carries cache invalidations between instances.
@@ -180,13 +197,42 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		return err
 	}
 	recorder := metering.NewRecorder(a.db, a.log, metering.Options{Registerer: reg})
+	// Plans are cached until a committed change (on any instance) bumps
+	// the proxy's epoch.
+	epoch := &proxy.Epoch{}
+	plans := quota.NewCachedPlans(&quota.WorkspacePlans{Workspaces: a.db, FreeQuota: int64(a.cfg.DefaultFreeQuota)},
+		time.Minute, epoch)
+	// Alerts: raised once across instances, delivered to each workspace's
+	// webhook; the evaluator finds quota crossings from the usage records.
+	alertSvc := alerts.New(a.db, keys, a.log, alerts.Options{AllowPrivate: a.cfg.AlertWebhookAllowPrivate})
+	bill := a.billingService()
 	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
-		Counter: a.db, Recorder: recorder, Audit: a.db, Limiter: a.limiter, Log: a.log},
+		Counter: a.db, Recorder: recorder, Audit: a.db, Limiter: a.limiter, Log: a.log, Epoch: epoch,
+		Quota: a.quota, Plans: plans, Alerts: alertSvc},
 		proxy.Options{FallbackKeys: a.cfg.FallbackKeys, RatePerMinute: a.cfg.MaxRequestsPerMinute})
 	a.invalidateOnCommit(ctx, px.Epoch())
 	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: authSvc, DB: a.db, Keys: keys,
 		Teams: &team.Service{Store: a.db}, Accounts: a.accountService(), Registry: reg,
-		Proxy: px, Catalog: cat}
+		Proxy: px, Catalog: cat, Billing: bill, Alerts: alertSvc,
+		Stripe: stripebilling.New(stripebilling.ConfigFrom(a.cfg), a.db, alertSvc, a.log)}
+	evaluator := &alerts.Evaluator{Alerts: alertSvc, Store: a.db, Usage: a.db, Log: a.log, Interval: a.cfg.AlertEvalInterval,
+		IncludedCalls: func(ctx context.Context, workspaceID string) (int64, error) {
+			p, _, err := bill.EffectivePlan(ctx, workspaceID)
+			if err != nil {
+				return 0, err
+			}
+			return p.IncludedCalls, nil
+		},
+		KeyPeriod: func(service string) string {
+			if svc, ok := cat.Get(service); ok && svc.FreePeriod != "" {
+				return svc.FreePeriod
+			}
+			return alerts.PeriodMonth
+		}}
+	evalCtx, stopEval := context.WithCancel(context.Background())
+	evalDone := make(chan struct{})
+	go func() { defer close(evalDone); evaluator.Run(evalCtx) }()
+	defer func() { stopEval(); <-evalDone; alertSvc.Close() }()
 	if a.redis != nil {
 		deps.Redis = redisPinger{a.redis}
 	}

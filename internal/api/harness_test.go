@@ -16,15 +16,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/apikeywallet/apiwallet/internal/alerts"
 	"github.com/apikeywallet/apiwallet/internal/api"
 	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/billing"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/config"
 	"github.com/apikeywallet/apiwallet/internal/metering"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
+	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
 	"github.com/apikeywallet/apiwallet/internal/routing"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
+	"github.com/apikeywallet/apiwallet/internal/stripebilling"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
 	"github.com/apikeywallet/apiwallet/internal/vault"
 )
@@ -39,6 +43,7 @@ type testServer struct {
 	keys     *vault.Service
 	proxy    *proxy.Proxy
 	recorder *metering.Recorder
+	alerts   *alerts.Service
 	// logs holds everything the server logged, for secret-leak checks.
 	logs *syncBuffer
 }
@@ -118,17 +123,26 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 		t.Fatal(err)
 	}
 	recorder := metering.NewRecorder(db, log, metering.Options{Registerer: reg, FlushInterval: 20 * time.Millisecond})
+	epoch := &proxy.Epoch{}
+	alertSvc := alerts.New(db, keys, log, alerts.Options{AllowPrivate: cfg.AlertWebhookAllowPrivate,
+		Backoff: 20 * time.Millisecond})
 	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
-		Counter: db, Recorder: recorder, Audit: db, Limiter: authSvc.Limiter, Log: log},
+		Counter: db, Recorder: recorder, Audit: db, Limiter: authSvc.Limiter, Log: log, Epoch: epoch, Alerts: alertSvc,
+		Quota: quota.NewMemory(db, 1),
+		Plans: quota.NewCachedPlans(&quota.WorkspacePlans{Workspaces: db, FreeQuota: int64(cfg.DefaultFreeQuota)}, time.Minute, epoch)},
 		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
 	db.OnCommit = px.Epoch().Bump
+	freeQuota := int64(cfg.DefaultFreeQuota)
+	bill := billing.New(db, db, billing.Options{FreeQuota: &freeQuota, RatePerMinute: cfg.MaxRequestsPerMinute})
 	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Keys: keys,
-		Teams: teams, Accounts: accounts, Registry: reg, Proxy: px, Catalog: cat})
+		Teams: teams, Accounts: accounts, Registry: reg, Proxy: px, Catalog: cat, Billing: bill,
+		Stripe: stripebilling.New(stripebilling.ConfigFrom(cfg), db, alertSvc, log), Alerts: alertSvc})
 	ts := &testServer{Server: httptest.NewServer(srv), t: t, db: db, cfg: cfg, keys: keys, logs: logs,
-		proxy: px, recorder: recorder}
+		proxy: px, recorder: recorder, alerts: alertSvc}
 	t.Cleanup(func() {
 		ts.Close()
 		px.Close()
+		alertSvc.Close()
 		_ = recorder.Close(context.Background())
 	})
 	return ts

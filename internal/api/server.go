@@ -16,10 +16,13 @@ import (
 
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/account"
+	"github.com/apikeywallet/apiwallet/internal/alerts"
 	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/billing"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/config"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
+	"github.com/apikeywallet/apiwallet/internal/stripebilling"
 	"github.com/apikeywallet/apiwallet/internal/team"
 	"github.com/apikeywallet/apiwallet/internal/vault"
 )
@@ -47,6 +50,14 @@ type Deps struct {
 	Proxy *proxy.Proxy
 	// Catalog is the service catalog.
 	Catalog *catalog.Catalog
+	// Billing serves plans, invoices and the business report; nil answers
+	// the billing routes with 503.
+	Billing *billing.Service
+	// Stripe verifies Stripe webhooks and creates Checkout Sessions; nil
+	// (or without STRIPE_WEBHOOK_SECRET / STRIPE_SECRET_KEY) answers 503.
+	Stripe *stripebilling.Service
+	// Alerts lists alerts and keeps alert settings; nil answers 503.
+	Alerts *alerts.Service
 	// Registry receives the HTTP metrics; nil disables /metrics.
 	Registry *prometheus.Registry
 	Now      func() time.Time
@@ -142,6 +153,21 @@ func (s *Server) routes() {
 	s.handle("PUT /admin/services/{name}", s.authed(s.adminPutService))
 	s.handle("DELETE /admin/services/{name}", s.authed(s.adminDeleteService))
 	s.handle("POST /proxy", s.proxyCall)
+
+	s.handle("GET /billing/plan", s.authed(s.getBillingPlan))
+	s.handle("GET /billing/invoices/{month}", s.authed(s.getInvoice))
+	s.handle("PATCH /billing/settings", s.authed(s.updateBillingSettings))
+	s.handle("GET /admin/plans", s.authed(s.adminListPlans))
+	s.handle("POST /admin/plans", s.authed(s.adminCreatePlan))
+	s.handle("PUT /admin/plans/{id}", s.authed(s.adminUpdatePlan))
+	s.handle("GET /admin/reports/business", s.authed(s.adminBusinessReport))
+
+	s.handle("POST /billing/stripe/webhook", s.stripeWebhook)
+	s.handle("POST /billing/checkout", s.authed(s.createCheckout))
+	s.handle("GET /billing/subscription", s.authed(s.getSubscription))
+	s.handle("GET /alerts", s.authed(s.listAlerts))
+	s.handle("GET /alerts/settings", s.authed(s.getAlertSettings))
+	s.handle("PUT /alerts/settings", s.authed(s.putAlertSettings))
 
 	// Everything else: a problem+json 404 (or 405 for a known path).
 	s.handle("/", s.notFound)

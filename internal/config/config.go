@@ -51,6 +51,25 @@ type Config struct {
 	Instances int
 
 	StripeWebhookSecret string
+	// StripeSecretKey (STRIPE_SECRET_KEY) lets workspaces subscribe
+	// through Stripe Checkout; without it admins change plans.
+	StripeSecretKey string
+	// StripeAPIBaseURL (STRIPE_API_BASE_URL) replaces
+	// https://api.stripe.com, e.g. with stripe-mock.
+	StripeAPIBaseURL string
+	// StripePrices maps a plan id to its Stripe price id
+	// (STRIPE_PRICE_<PLAN>, e.g. STRIPE_PRICE_PROFESSIONAL=price_…).
+	StripePrices map[string]string
+	// StripeSuccessURL and StripeCancelURL are where Checkout sends the
+	// customer back (default: GATEWAY_URL, or http://localhost:PORT).
+	StripeSuccessURL string
+	StripeCancelURL  string
+	// AlertWebhookAllowPrivate lets alert webhooks reach loopback and
+	// private addresses (ALERT_WEBHOOK_ALLOW_PRIVATE; off: SSRF).
+	AlertWebhookAllowPrivate bool
+	// AlertEvalInterval is how often each instance looks for quota
+	// crossings (ALERT_EVAL_INTERVAL, default 30s).
+	AlertEvalInterval time.Duration
 	// FallbackKeys maps a service name (lower case) to <SERVICE>_FALLBACK_KEY.
 	FallbackKeys map[string]string
 	// BaseURLs maps a service name (lower case) to <SERVICE>_BASE_URL.
@@ -94,6 +113,9 @@ func Load(environ []string) (*Config, error) {
 		BaseURLs:     map[string]string{},
 
 		StripeWebhookSecret: env["STRIPE_WEBHOOK_SECRET"],
+		StripeSecretKey:     env["STRIPE_SECRET_KEY"],
+		StripeAPIBaseURL:    strings.TrimRight(env["STRIPE_API_BASE_URL"], "/"),
+		StripePrices:        map[string]string{},
 		EncryptionKey:       env["ENCRYPTION_KEY"],
 	}
 	c.Host = env["HOST"]
@@ -107,6 +129,18 @@ func Load(environ []string) (*Config, error) {
 	c.JWTExpiresIn = durationVar(env, "JWT_EXPIRES_IN", 24*time.Hour, bad)
 	c.ShutdownTimeout = durationVar(env, "SHUTDOWN_TIMEOUT", 30*time.Second, bad)
 	c.JWTIssuer = firstNonEmpty(env["JWT_ISSUER"], c.GatewayURL, "apiwallet")
+	c.AlertWebhookAllowPrivate = boolVar(env, "ALERT_WEBHOOK_ALLOW_PRIVATE", false, bad)
+	c.AlertEvalInterval = durationVar(env, "ALERT_EVAL_INTERVAL", 30*time.Second, bad)
+	home := firstNonEmpty(c.GatewayURL, "http://localhost:"+strconv.Itoa(c.Port))
+	c.StripeSuccessURL = firstNonEmpty(env["STRIPE_SUCCESS_URL"], home+"/?checkout=success&session_id={CHECKOUT_SESSION_ID}")
+	c.StripeCancelURL = firstNonEmpty(env["STRIPE_CANCEL_URL"], home+"/?checkout=cancelled")
+	for _, k := range []string{"STRIPE_API_BASE_URL", "STRIPE_SUCCESS_URL", "STRIPE_CANCEL_URL"} {
+		if v := env[k]; v != "" {
+			if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+				bad("%s must be an absolute http(s) URL", k)
+			}
+		}
+	}
 
 	switch strings.ToLower(firstNonEmpty(env["LOG_LEVEL"], "info")) {
 	case "debug":
@@ -156,6 +190,9 @@ func Load(environ []string) (*Config, error) {
 	}
 
 	for k, v := range env {
+		if plan, ok := strings.CutPrefix(k, "STRIPE_PRICE_"); ok && plan != "" && v != "" {
+			c.StripePrices[strings.ReplaceAll(strings.ToLower(plan), "_", "-")] = v
+		}
 		if svc, ok := strings.CutSuffix(k, "_FALLBACK_KEY"); ok && svc != "" && v != "" {
 			c.FallbackKeys[strings.ToLower(svc)] = v
 		}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,23 +59,41 @@ func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *
 		p.touches.use(c.workspaceID, keyID)
 	}
 
-	// Error bodies are small: read them whole and mask the key in them.
-	if res.StatusCode >= 400 && res.ContentLength <= maxMaskedBody && mask != "" {
-		b, err := io.ReadAll(io.LimitReader(res.Body, maxMaskedBody+1))
-		if err == nil && len(b) <= maxMaskedBody {
-			b = bytes.ReplaceAll(b, []byte(mask), []byte(masked))
-			h.Set("Content-Length", strconv.Itoa(len(b)))
-			w.WriteHeader(res.StatusCode)
-			n, _ := w.Write(b)
-			p.record(c, svc, req, strategy, tried, keyID, res.StatusCode, failed, start, upstreamDur, bytesIn, int64(n))
-			return
+	// Error bodies are where upstreams echo a key: mask it in them. A
+	// gzip-encoded one is decoded first (the client's transport asks for
+	// gzip by itself, and the echo must be visible to be masked). Small
+	// ones (the usual case) are read whole; larger ones are masked as they
+	// stream.
+	var ms *maskStream
+	if res.StatusCode >= 400 && mask != "" {
+		if gz, ok := gunzipped(res); ok {
+			res.Body = gz
+			res.ContentLength = -1
+			h.Del("Content-Encoding")
+			h.Del("Content-Length")
 		}
-		// Too large to mask whole: what was read goes first, then the rest.
+		var b []byte
+		var err error
+		if res.ContentLength <= maxMaskedBody {
+			b, err = io.ReadAll(io.LimitReader(res.Body, maxMaskedBody+1))
+			if err == nil && len(b) <= maxMaskedBody {
+				b = bytes.ReplaceAll(b, []byte(mask), []byte(masked))
+				h.Set("Content-Length", strconv.Itoa(len(b)))
+				w.WriteHeader(res.StatusCode)
+				n, _ := w.Write(b)
+				p.record(c, svc, req, strategy, tried, keyID, res.StatusCode, failed, start, upstreamDur, bytesIn, int64(n))
+				return
+			}
+		}
+		// Too large to mask whole (or broken off): what was read goes
+		// first, then the rest, masked on the way.
 		res.Body = struct {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(b), res.Body), res.Body}
+		res.ContentLength = -1
 		h.Del("Content-Length")
+		ms = &maskStream{mask: []byte(mask), masked: []byte(masked)}
 	}
 
 	w.WriteHeader(res.StatusCode)
@@ -86,15 +105,22 @@ func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *
 	bp := p.bufs.Get().(*[]byte)
 	buf := *bp
 	var out int64
-	var broken error
+	// upstreamBroke is the upstream breaking off mid-body; the client
+	// going away (a failed write, or a read cancelled with its context,
+	// e.g. an SDK that hangs up at "data: [DONE]" before the upstream's
+	// last chunk) is not the upstream's failure.
+	var upstreamBroke bool
 	for {
 		n, err := res.Body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				broken = werr
+		if n > 0 || (ms != nil && err == io.EOF) {
+			chunk := buf[:n]
+			if ms != nil {
+				chunk = ms.next(chunk, err == io.EOF)
+			}
+			if _, werr := w.Write(chunk); werr != nil {
 				break
 			}
-			out += int64(n)
+			out += int64(len(chunk))
 			if stream {
 				_ = rc.Flush()
 			}
@@ -103,18 +129,76 @@ func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *
 			break
 		}
 		if err != nil {
-			broken = err
+			upstreamBroke = r.Context().Err() == nil
 			break
 		}
 	}
 	p.bufs.Put(bp)
-	p.record(c, svc, req, strategy, tried, keyID, res.StatusCode, failed || broken != nil, start, upstreamDur, bytesIn, out)
-	if broken != nil && r.Context().Err() == nil {
-		// The upstream broke off: the client must see a broken stream, not
-		// a clean end of a half answer. ErrAbortHandler makes net/http
-		// drop the connection without finishing the chunked body.
+	p.record(c, svc, req, strategy, tried, keyID, res.StatusCode, failed || upstreamBroke, start, upstreamDur, bytesIn, out)
+	if upstreamBroke {
+		// The client must see a broken stream, not a clean end of a half
+		// answer. ErrAbortHandler makes net/http drop the connection
+		// without finishing the chunked body.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// maskStream masks a secret in a body that arrives in pieces. It holds back
+// the last len(mask)-1 bytes of each piece: an occurrence that begins there
+// is completed by the next piece and replaced then.
+type maskStream struct {
+	mask, masked []byte
+	carry        []byte
+}
+
+func (m *maskStream) next(p []byte, final bool) []byte {
+	data := bytes.ReplaceAll(append(m.carry, p...), m.mask, m.masked)
+	if final {
+		m.carry = nil
+		return data
+	}
+	cut := max(len(data)-(len(m.mask)-1), 0)
+	m.carry = append(m.carry[:0:0], data[cut:]...)
+	return data[:cut]
+}
+
+// gunzipped returns a gzip-encoded response's body decoded.
+func gunzipped(res *http.Response) (io.ReadCloser, bool) {
+	switch strings.ToLower(strings.TrimSpace(res.Header.Get("Content-Encoding"))) {
+	case "gzip", "x-gzip":
+	default:
+		return nil, false
+	}
+	rec := &recorder{r: res.Body, on: true}
+	zr, err := gzip.NewReader(rec)
+	if err != nil {
+		// Not gzip after all: pass on what was read and the rest as is.
+		res.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(rec.buf), res.Body), res.Body}
+		return nil, false
+	}
+	rec.on, rec.buf = false, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{zr, res.Body}, true
+}
+
+// recorder keeps what is read through it while on.
+type recorder struct {
+	r   io.Reader
+	buf []byte
+	on  bool
+}
+
+func (x *recorder) Read(p []byte) (int, error) {
+	n, err := x.r.Read(p)
+	if x.on {
+		x.buf = append(x.buf, p[:n]...)
+	}
+	return n, err
 }
 
 // maskOf is the masked form of a secret for echoes: its prefix and last

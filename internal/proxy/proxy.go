@@ -18,6 +18,7 @@ import (
 
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
+	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
 	"github.com/apikeywallet/apiwallet/internal/routing"
 )
@@ -77,6 +78,9 @@ type Proxy struct {
 	counter   UsageCounter
 	recorder  Recorder
 	limiter   ratelimit.Limiter
+	quota     quota.Counter
+	plans     quota.Plans
+	alerts    QuarantineAlerter
 	audit     apiwallet.AuditStore
 	log       *slog.Logger
 	opts      Options
@@ -105,6 +109,17 @@ type Deps struct {
 	Log      *slog.Logger
 	Epoch    *Epoch
 	Now      func() time.Time
+	// Quota counts each workspace's calls against its plan's monthly
+	// quota, by Plans; nil (or nil Plans) disables quotas.
+	Quota quota.Counter
+	Plans quota.Plans
+	// Alerts is told when a key is quarantined; optional.
+	Alerts QuarantineAlerter
+}
+
+// QuarantineAlerter raises the key_quarantined alert (*alerts.Service).
+type QuarantineAlerter interface {
+	KeyQuarantined(ctx context.Context, workspaceID, keyID, reason string)
 }
 
 // New returns a Proxy. Call Close to stop its background work.
@@ -130,6 +145,7 @@ func New(d Deps, o Options) *Proxy {
 	p := &Proxy{
 		catalog: d.Catalog, router: d.Router, auth: d.Auth, keys: d.Keys, counter: d.Counter,
 		recorder: d.Recorder, limiter: d.Limiter, audit: d.Audit, log: d.Log, opts: o, epoch: d.Epoch, now: d.Now,
+		quota: d.Quota, plans: d.Plans, alerts: d.Alerts,
 		transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -312,6 +328,12 @@ func (p *Proxy) ServeService(w http.ResponseWriter, r *http.Request, service, re
 		header: r.Header, body: r.Body, length: r.ContentLength})
 }
 
+// rootErrors gives the error member of refusals at the root made before
+// the service is known (a bad or revoked credential, an ambiguous call):
+// the {"error":{"type","code","message"}} shape that Stripe's and OpenAI's
+// SDKs read, since stripe-go is the SDK that calls the root.
+var rootErrors = &catalog.Service{ErrorShape: catalog.ShapeStripe}
+
 // ServeRoot serves a request at a path that is none of the wallet's own
 // routes: it goes to the service named by a "<service>." host prefix, or
 // to the one service the credential is scoped to.
@@ -338,7 +360,7 @@ func (p *Proxy) ServeRoot(w http.ResponseWriter, r *http.Request) {
 		}
 		c, err := p.authenticate(r.Context(), raw, r.Header.Get("X-Workspace-Id"))
 		if err != nil {
-			p.refuse(w, r, nil, err)
+			p.refuse(w, r, rootErrors, err)
 			return
 		}
 		if c.token != nil && len(c.token.Services) == 1 {
@@ -346,14 +368,14 @@ func (p *Proxy) ServeRoot(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if name == "" {
-		p.refuse(w, r, nil, &refusal{status: 400, code: "service_required", slug: "service-required",
+		p.refuse(w, r, rootErrors, &refusal{status: 400, code: "service_required", slug: "service-required",
 			msg: "name the upstream service: call /proxy/{service}/…, use a wallet access token scoped to one service, " +
 				"or send the request to <service>.<wallet host>"})
 		return
 	}
 	svc, ok := p.catalog.Get(name)
 	if !ok {
-		p.refuse(w, r, nil, &refusal{status: 404, code: "unknown_service", slug: "not-found",
+		p.refuse(w, r, rootErrors, &refusal{status: 404, code: "unknown_service", slug: "not-found",
 			msg: fmt.Sprintf("no service %q in the catalog", name)})
 		return
 	}
@@ -392,6 +414,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		p.refuse(w, r, svc, err)
 		return
 	}
+	// The call is counted against the monthly quota before it leaves, and
+	// refunded if it never reached an upstream.
+	reservation, err := p.reserve(ctx, w, c)
+	if err != nil {
+		p.refuse(w, r, svc, err)
+		return
+	}
+	sent := false // an attempt reached an upstream
+	defer func() { p.settle(ctx, reservation, sent) }()
 	strategy := routing.StrategyCost
 	if s := r.Header.Get("X-Wallet-Strategy"); s != "" {
 		st, ok := routing.ParseStrategy(s)
@@ -409,7 +440,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 	// Body: kept in memory when small enough to be sent again to another
 	// key; streamed (one attempt) when larger.
 	var body []byte
+	var streamed *clientBody // the client's body, when it streams
 	canRetry := true
+	if req.length > p.opts.MaxBodyBytes {
+		p.refuse(w, r, svc, p.tooLarge())
+		return
+	}
 	if req.body != nil && req.body != http.NoBody && req.length != 0 {
 		limited := http.MaxBytesReader(w, req.body, p.opts.MaxBodyBytes)
 		buf := bytes.NewBuffer(make([]byte, 0, min(max(req.length, 512), p.opts.RetryBufferBytes+1)))
@@ -417,8 +453,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		if err != nil && !errors.Is(err, io.EOF) {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				p.refuse(w, r, svc, &refusal{status: 413, code: "body_too_large", slug: "body-too-large",
-					msg: fmt.Sprintf("the request body is larger than %d bytes", p.opts.MaxBodyBytes)})
+				p.refuse(w, r, svc, p.tooLarge())
 				return
 			}
 			p.refuse(w, r, svc, &refusal{status: 400, code: "body_read_failed", slug: "validation", msg: "could not read the request body"})
@@ -426,10 +461,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		}
 		if n > p.opts.RetryBufferBytes {
 			canRetry = false
-			req.body = struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(buf.Bytes()), limited), limited}
+			streamed = &clientBody{r: io.MultiReader(bytes.NewReader(buf.Bytes()), limited), c: limited}
+			req.body = streamed
 		} else {
 			body = buf.Bytes()
 		}
@@ -500,8 +533,22 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		upstreamDur += time.Since(t0)
 		now = p.now()
 		more := i+1 < n && canRetry
+		if err != nil && streamed != nil && streamed.failed() != nil {
+			// The client's own body failed (too large, or cut off): not
+			// the key's fault, and the client's error to hear.
+			tried = append(tried, attempt{keyID: keyID, reason: "client_body"})
+			p.record(c, svc, req, strategy, tried, keyID, 413, true, start, upstreamDur, 0, 0)
+			var mbe *http.MaxBytesError
+			if errors.As(streamed.failed(), &mbe) {
+				p.refuse(w, r, svc, p.tooLarge())
+			} else if ctx.Err() == nil {
+				p.refuse(w, r, svc, &refusal{status: 400, code: "body_read_failed", slug: "validation", msg: "could not read the request body"})
+			}
+			return
+		}
 		if err != nil {
 			reached := !isDialError(err)
+			sent = sent || reached
 			if keyID != "fallback" {
 				p.router.ReportFailure(keyID, 0, nil, now)
 			}
@@ -516,6 +563,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 			p.noKey(w, r, svc, ks, tried, now)
 			return
 		}
+		sent = true
 		tried = append(tried, attempt{keyID: keyID, status: res.StatusCode})
 		last, lastKey, lastSecret = res, keyID, secret
 		st := res.StatusCode
@@ -534,6 +582,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 					p.log.WarnContext(ctx, "proxy: upstream refused a key; quarantined", "key_id", keyID,
 						"service", svc.Name, "status", st, "reason", string(v.Reason))
 					p.auditKey(ctx, c, keyID, "key.quarantine", map[string]string{"reason": string(v.Reason), "status": strconv.Itoa(st)})
+					if p.alerts != nil {
+						p.alerts.KeyQuarantined(ctx, c.workspaceID, keyID, string(v.Reason))
+					}
 				}
 			}
 			// The upstream did not act on a request it refused to
@@ -670,4 +721,78 @@ func setRateHeaders(h http.Header, d ratelimit.Decision) {
 	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
 	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
 	h.Set("RateLimit-Reset", strconv.Itoa(int((d.ResetAfter+time.Second-1)/time.Second)))
+}
+
+// reserve counts the call against the workspace's monthly plan quota. A
+// hard stop answers 429 quota-exceeded, naming the limit, the numbers,
+// when it resets and how to upgrade.
+func (p *Proxy) reserve(ctx context.Context, w http.ResponseWriter, c *caller) (quota.Reservation, error) {
+	if p.quota == nil || p.plans == nil {
+		return quota.Reservation{}, nil
+	}
+	included, hardStop, err := p.plans.PlanFor(ctx, c.workspaceID)
+	if err != nil {
+		return quota.Reservation{}, err
+	}
+	now := p.now()
+	res, err := p.quota.Reserve(ctx, c.workspaceID, now, included, hardStop)
+	var ex *quota.Exceeded
+	if !errors.As(err, &ex) {
+		return res, err
+	}
+	secs := max(int(ex.ResetAt.Sub(now).Seconds()+0.999), 1)
+	w.Header().Set("X-Wallet-Limit", "plan-quota")
+	return res, &refusal{status: 429, code: "quota_exceeded", slug: "quota-exceeded", retry: secs,
+		msg: fmt.Sprintf("this workspace's plan includes %d calls a month and %d are used; the quota resets at %s. "+
+			"Upgrade the plan to keep calling: GET /billing/plan shows it, POST /billing/checkout changes it",
+			ex.Included, ex.Used, ex.ResetAt.Format(time.RFC3339)),
+		extra: map[string]any{"limit": "plan-quota", "window": "month", "included": ex.Included, "used": ex.Used,
+			"remaining": max(ex.Included-ex.Used, 0), "resetAt": ex.ResetAt.Format(time.RFC3339), "resetSeconds": secs,
+			"upgrade": map[string]string{"plan": "GET /billing/plan", "checkout": "POST /billing/checkout"}}}
+}
+
+// settle completes a reservation: a call that never reached an upstream is
+// refunded.
+func (p *Proxy) settle(ctx context.Context, res quota.Reservation, sent bool) {
+	if sent || !res.Valid() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.quota.Settle(ctx, res, false); err != nil {
+		p.log.WarnContext(ctx, "proxy: quota refund failed", "workspace_id", res.WorkspaceID, "err", err)
+	}
+}
+
+func (p *Proxy) tooLarge() *refusal {
+	return &refusal{status: 413, code: "body_too_large", slug: "body-too-large",
+		msg: fmt.Sprintf("the request body is larger than %d bytes", p.opts.MaxBodyBytes)}
+}
+
+// clientBody is a client's request body streamed to the upstream; it keeps
+// the error reading it, so that a failure of the client's body is not
+// taken for a failure of the upstream (or of the key).
+type clientBody struct {
+	r   io.Reader
+	c   io.Closer
+	mu  sync.Mutex
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *clientBody) Close() error { return b.c.Close() }
+
+func (b *clientBody) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }

@@ -32,8 +32,38 @@ func copyRequestHeaders(dst, src http.Header, extra string) {
 			(extra != "" && strings.EqualFold(k, extra)) {
 			continue
 		}
+		if k == "Accept-Encoding" {
+			if vv = acceptEncoding(vv); vv == nil {
+				continue
+			}
+		}
 		dst[k] = vv
 	}
+}
+
+// acceptEncoding keeps, of the client's Accept-Encoding, the codings the
+// wallet can read (gzip, identity): an upstream error body must be
+// readable for an echo of the key in it to be masked. nil: none is left,
+// send none (identity).
+func acceptEncoding(vv []string) []string {
+	if len(vv) == 1 && (vv[0] == "gzip" || vv[0] == "identity") {
+		return vv // the common case, Go's and most SDKs' clients
+	}
+	var keep []string
+	for _, v := range vv {
+		for _, f := range strings.Split(v, ",") {
+			f = strings.TrimSpace(f)
+			name, _, _ := strings.Cut(f, ";")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "gzip", "x-gzip", "identity":
+				keep = append(keep, f)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	return []string{strings.Join(keep, ", ")}
 }
 
 // copyResponseHeaders copies the upstream's headers that may reach the

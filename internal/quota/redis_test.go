@@ -1,0 +1,270 @@
+package quota
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/apikeywallet/apiwallet/internal/testenv"
+)
+
+// testRedisURL returns APIWALLET_TEST_REDIS_URL (skipping, or failing under
+// CI=true, when it is unset).
+func testRedisURL(t *testing.T) *redis.Options {
+	t.Helper()
+	u := testenv.Require(t, testenv.RedisEnv)
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatalf("parse %s: %v", testenv.RedisEnv, err)
+	}
+	return opt
+}
+
+func testClient(t *testing.T, opt *redis.Options) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redis at %s: %v", opt.Addr, err)
+	}
+	return c
+}
+
+// testPrefix returns a key prefix unique to t, deleting its keys when t ends.
+func testPrefix(t *testing.T, c *redis.Client) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := "apiwallet-test:quota:" + hex.EncodeToString(b[:]) + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
+}
+
+// Three counters on three clients, as three wallet instances, share one
+// count.
+func TestRedis(t *testing.T) {
+	opt := testRedisURL(t)
+	admin := testClient(t, opt)
+	testCounter(t, func(t *testing.T, store UsageStore) []Counter {
+		prefix := testPrefix(t, admin)
+		var cs []Counter
+		for range 3 {
+			cs = append(cs, NewRedis(testClient(t, opt), prefix, store))
+		}
+		return cs
+	})
+}
+
+// The counter key is named by workspace and month and expires about 40
+// days after it is made; the store is read only while it is missing.
+func TestRedisKey(t *testing.T) {
+	ctx := context.Background()
+	c := testClient(t, testRedisURL(t))
+	prefix := testPrefix(t, c)
+	store := newFakeStore()
+	now := time.Now()
+	store.set("ws_k", now, 7)
+	r := NewRedis(c, prefix, store)
+	for range 3 {
+		if _, err := r.Reserve(ctx, "ws_k", now, 100, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := prefix + "ws_k:" + MonthStart(now).Format("2006-01")
+	if r.Key("ws_k", now) != key {
+		t.Fatalf("key %q, want %q", r.Key("ws_k", now), key)
+	}
+	if v, err := c.Get(ctx, key).Int64(); err != nil || v != 10 {
+		t.Fatalf("%s = %d, %v; want 7 from the store + 3", key, v, err)
+	}
+	ttl := c.TTL(ctx, key).Val()
+	if ttl < 39*24*time.Hour || ttl > 40*24*time.Hour {
+		t.Fatalf("TTL %v, want about 40 days", ttl)
+	}
+	if q := store.queries.Load(); q != 1 {
+		t.Fatalf("%d store queries", q)
+	}
+	// A refund never takes a counter below zero nor creates one.
+	if err := r.Settle(ctx, Reservation{WorkspaceID: "ws_gone", Period: MonthStart(now), backend: inRedis}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Exists(ctx, r.Key("ws_gone", now)).Val(); n != 0 {
+		t.Fatal("a refund created a counter")
+	}
+}
+
+// tcpProxy forwards to target until Stop; Start listens again on the same
+// address, as a Redis that went away and came back.
+type tcpProxy struct {
+	addr, target string
+	mu           sync.Mutex
+	ln           net.Listener
+	conns        map[net.Conn]bool
+}
+
+func (p *tcpProxy) Start(t *testing.T) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for range 50 { // the old socket may linger a moment
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	if p.conns == nil {
+		p.conns = map[net.Conn]bool{}
+	}
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[u] = true, true
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(u, c); u.Close() }()
+			go func() { _, _ = io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+func (p *tcpProxy) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ln.Close()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
+
+// While Redis is unreachable, Fallback counts this instance's share
+// locally; when Redis returns it counts there again, with the local calls
+// added to the surviving counter.
+func TestFallback(t *testing.T) {
+	ctx := context.Background()
+	opt := testRedisURL(t)
+	admin := testClient(t, opt)
+	prefix := testPrefix(t, admin)
+	p := &tcpProxy{addr: "127.0.0.1:0", target: opt.Addr}
+	p.Start(t)
+	defer p.Stop()
+	popt := *opt
+	popt.Addr = p.addr
+	popt.MaxRetries = -1
+	popt.DialTimeout, popt.ReadTimeout, popt.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	client := redis.NewClient(&popt)
+	defer client.Close()
+
+	now := time.Now()
+	store := newFakeStore()
+	store.set("ws", now, 100)
+	var logs syncBuffer
+	f := NewFallback(NewRedis(client, prefix, store), NewMemory(store, 3), slog.New(slog.NewTextHandler(&logs, nil)))
+	f.probeEvery = 50 * time.Millisecond
+	defer f.Close()
+
+	for range 50 {
+		if _, err := f.Reserve(ctx, "ws", now, 1000, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := prefix + "ws:" + MonthStart(now).Format("2006-01")
+	if v := admin.Get(ctx, key).Val(); v != "150" {
+		t.Fatalf("redis count %s, want 150", v)
+	}
+
+	p.Stop()
+	// The store knows 500 calls (the others' records flushed meanwhile):
+	// this instance may use (1000-500)/3 = 166 locally.
+	store.set("ws", now, 500)
+	got, _ := hammer(t, []Counter{f}, 10, "ws", now, 1000)
+	if got != 166 {
+		t.Fatalf("%d calls counted locally during the outage, want 166", got)
+	}
+	if f.Healthy() {
+		t.Fatal("still healthy with redis unreachable")
+	}
+	if n, err := f.Used(ctx, "ws", now); err != nil || n != 666 {
+		t.Fatalf("Used during the outage = %d, %v; want 500 + 166", n, err)
+	}
+
+	p.Start(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for !f.Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not healthy 5 s after redis returned; logs:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The reconciliation runs just after the flip.
+	for admin.Get(ctx, key).Val() != "316" {
+		if time.Now().After(deadline) {
+			t.Fatalf("redis count %s, want 150 + 166 local calls", admin.Get(ctx, key).Val())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res, err := f.Reserve(ctx, "ws", now, 1000, true)
+	if err != nil || res.Used != 317 || res.backend != inRedis {
+		t.Fatalf("after recovery: %+v %v", res, err)
+	}
+	if err := f.Settle(ctx, res, false); err != nil {
+		t.Fatal(err)
+	}
+	if v := admin.Get(ctx, key).Val(); v != "316" {
+		t.Fatalf("after a refund redis holds %s", v)
+	}
+	for _, want := range []string{"redis unavailable", "redis is back", "workspaces_reconciled=1"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
