@@ -14,14 +14,9 @@ const (
 	PlanCustom       = "custom"
 )
 
-// ValidPlan reports whether p names a known plan.
-func ValidPlan(p string) bool {
-	switch p {
-	case PlanFree, PlanProfessional, PlanEnterprise, PlanCustom:
-		return true
-	}
-	return false
-}
+// ValidPlan reports whether p is shaped like a plan id. Whether such a
+// plan exists (admins add plans) is the store's to say.
+func ValidPlan(p string) bool { return validSlug(p) }
 
 // Invitation lifetimes: an invitation is valid for DefaultInvitationTTL
 // unless the inviter picks a shorter one, and never for longer than

@@ -200,12 +200,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	// Plans are cached until a committed change (on any instance) bumps
 	// the proxy's epoch.
 	epoch := &proxy.Epoch{}
-	plans := quota.NewCachedPlans(&quota.WorkspacePlans{Workspaces: a.db, FreeQuota: int64(a.cfg.DefaultFreeQuota)},
-		time.Minute, epoch)
+	bill := a.billingService()
+	plans := quota.NewCachedPlans(bill, time.Minute, epoch)
 	// Alerts: raised once across instances, delivered to each workspace's
 	// webhook; the evaluator finds quota crossings from the usage records.
 	alertSvc := alerts.New(a.db, keys, a.log, alerts.Options{AllowPrivate: a.cfg.AlertWebhookAllowPrivate})
-	bill := a.billingService()
 	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
 		Counter: a.db, Recorder: recorder, Audit: a.db, Limiter: a.limiter, Log: a.log, Epoch: epoch,
 		Quota: a.quota, Plans: plans, Alerts: alertSvc},

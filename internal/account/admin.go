@@ -64,7 +64,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor *apiwallet.User, id stri
 		v.Add("role", `must be "USER" or "ADMIN"`)
 	}
 	if c.Plan != nil && !apiwallet.ValidPlan(*c.Plan) {
-		v.Add("plan", `must be "free", "professional", "enterprise" or "custom"`)
+		v.Add("plan", "must be a plan id such as free, professional, enterprise or custom")
 	}
 	if err := v.Err(); err != nil {
 		return nil, nil, err
@@ -113,7 +113,7 @@ func (s *Service) SetWorkspacePlan(ctx context.Context, actor *apiwallet.User, w
 	}
 	if !apiwallet.ValidPlan(plan) {
 		var v apiwallet.ValidationError
-		v.Add("plan", `must be "free", "professional", "enterprise" or "custom"`)
+		v.Add("plan", "must be a plan id such as free, professional, enterprise or custom")
 		return nil, v.Err()
 	}
 	return s.Accounts.UpdateWorkspacePlan(ctx, workspaceID, plan,

@@ -242,8 +242,15 @@ func (db *DB) UpdateUserAsAdmin(ctx context.Context, id string, upd apiwallet.Us
 			return err
 		}
 		if plan != nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE workspaces SET plan = $1 WHERE id = $2`,
-				*plan, u.PersonalWorkspaceID); err != nil {
+			w, err := lockWorkspace(ctx, tx, u.PersonalWorkspaceID)
+			if err != nil {
+				return err
+			}
+			actor := ""
+			if len(evs) > 0 {
+				actor = evs[0].ActorID
+			}
+			if err := db.setWorkspacePlan(ctx, tx, w, *plan, apiwallet.PlanSourceAdmin, actor); err != nil {
 				return err
 			}
 		}
@@ -279,14 +286,17 @@ func (db *DB) UpdateWorkspacePlan(ctx context.Context, id, plan string, ev *apiw
 		if w, err = lockWorkspace(ctx, tx, id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE workspaces SET plan = $1 WHERE id = $2`, plan, id); err != nil {
+		from, actor := w.Plan, ""
+		if ev != nil {
+			actor = ev.ActorID
+		}
+		if err := db.setWorkspacePlan(ctx, tx, w, plan, apiwallet.PlanSourceAdmin, actor); err != nil {
 			return err
 		}
 		if ev != nil {
 			ev.WorkspaceID, ev.TargetType, ev.TargetID = id, "workspace", id
-			ev.Details = map[string]string{"from": w.Plan, "to": plan}
+			ev.Details = map[string]string{"from": from, "to": plan}
 		}
-		w.Plan = plan
 		return db.appendAudit(ctx, tx, ev)
 	})
 	return w, err

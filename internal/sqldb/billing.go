@@ -208,39 +208,53 @@ func (db *DB) ChangeWorkspacePlan(ctx context.Context, workspaceID, plan, source
 		if w.Plan == plan {
 			return nil
 		}
-		var active bool
-		err := tx.QueryRowContext(ctx, `SELECT active FROM plans WHERE id = $1`, plan).Scan(&active)
-		if errors.Is(err, sql.ErrNoRows) {
-			return &apiwallet.Error{Code: apiwallet.EINVALID, Message: "the request has invalid fields",
-				Fields: []apiwallet.FieldError{{Field: "plan", Detail: fmt.Sprintf("no plan has the id %q", plan)}}}
-		} else if err != nil {
-			return err
-		}
-		if !active {
-			return &apiwallet.Error{Code: apiwallet.EINVALID, Message: "the request has invalid fields",
-				Fields: []apiwallet.FieldError{{Field: "plan", Detail: fmt.Sprintf("plan %q is retired and takes no new workspaces", plan)}}}
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE workspaces SET plan = $1 WHERE id = $2`, plan, workspaceID); err != nil {
-			return err
-		}
+		from := w.Plan
 		actor := ""
 		if ev != nil {
 			actor = ev.ActorID
 		}
-		if err := db.recordPlanChange(ctx, tx, workspaceID, w.Plan, plan, source, actor); err != nil {
+		if err := db.setWorkspacePlan(ctx, tx, w, plan, source, actor); err != nil {
 			return err
 		}
 		if ev != nil {
 			ev.WorkspaceID, ev.TargetType, ev.TargetID = workspaceID, "workspace", workspaceID
-			ev.Details = map[string]string{"from": w.Plan, "to": plan, "source": source}
+			ev.Details = map[string]string{"from": from, "to": plan, "source": source}
 		}
-		w.Plan = plan
 		return db.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// setWorkspacePlan moves the locked workspace w to plan, which must be an
+// active plan, and records the change, in tx. Every path that changes a
+// workspace's plan goes through it.
+func (db *DB) setWorkspacePlan(ctx context.Context, tx *sql.Tx, w *apiwallet.Workspace, plan, source, actorID string) error {
+	if w.Plan == plan {
+		return nil
+	}
+	var active bool
+	err := tx.QueryRowContext(ctx, `SELECT active FROM plans WHERE id = $1`, plan).Scan(&active)
+	if errors.Is(err, sql.ErrNoRows) {
+		return &apiwallet.Error{Code: apiwallet.EINVALID, Message: "the request has invalid fields",
+			Fields: []apiwallet.FieldError{{Field: "plan", Detail: fmt.Sprintf("no plan has the id %q", plan)}}}
+	} else if err != nil {
+		return err
+	}
+	if !active {
+		return &apiwallet.Error{Code: apiwallet.EINVALID, Message: "the request has invalid fields",
+			Fields: []apiwallet.FieldError{{Field: "plan", Detail: fmt.Sprintf("plan %q is retired and takes no new workspaces", plan)}}}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE workspaces SET plan = $1 WHERE id = $2`, plan, w.ID); err != nil {
+		return err
+	}
+	if err := db.recordPlanChange(ctx, tx, w.ID, w.Plan, plan, source, actorID); err != nil {
+		return err
+	}
+	w.Plan = plan
+	return nil
 }
 
 // recordPlanChange appends one row to plan_changes in tx. Every path that
