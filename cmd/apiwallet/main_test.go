@@ -276,67 +276,15 @@ func TestUserCreateAdmin(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards to target until Stop; Start listens again on the same
-// address. Stopping it looks to the wallet exactly like the database
-// going away: new connections are refused and open ones are cut.
-type tcpProxy struct {
-	addr, target string
-	mu           sync.Mutex
-	ln           net.Listener
-	conns        map[net.Conn]bool
-}
-
-func (p *tcpProxy) Start(t *testing.T) {
-	t.Helper()
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	if p.conns == nil {
-		p.conns = map[net.Conn]bool{}
-	}
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[u] = true, true
-			p.mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
-		}
-	}()
-}
-
-func (p *tcpProxy) Stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ln.Close()
-	for c := range p.conns {
-		c.Close()
-	}
-	p.conns = map[net.Conn]bool{}
-}
-
 // Losing PostgreSQL turns health to 503 "disconnected" within 5 s, and it
 // recovers by itself when the database is back.
 func TestHealthFollowsPostgres(t *testing.T) {
 	dsn := testenv.PostgresURL(t)
 	host := strings.SplitN(strings.SplitN(dsn, "@", 2)[1], "/", 2)[0]
-	p := &tcpProxy{addr: "127.0.0.1:0", target: host}
-	p.Start(t)
-	defer p.Stop()
-	w := startWallet(t, t.TempDir(), "DATABASE_URL="+strings.Replace(dsn, host, p.addr, 1))
+	// Stopping the proxy looks to the wallet exactly like the database
+	// going away.
+	p := testenv.StartProxy(t, host)
+	w := startWallet(t, t.TempDir(), "DATABASE_URL="+strings.Replace(dsn, host, p.Addr(), 1))
 	w.waitHealth(t, 15*time.Second, "healthy")
 
 	p.Stop()
@@ -353,7 +301,7 @@ func TestHealthFollowsPostgres(t *testing.T) {
 	}
 	t.Logf("503 disconnected %v after the database went away", time.Since(start))
 
-	p.Start(t)
+	p.Start()
 	took := w.waitHealth(t, 10*time.Second, "healthy")
 	t.Logf("healthy again %v after the database came back", took)
 }

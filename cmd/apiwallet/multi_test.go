@@ -15,8 +15,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,11 +58,7 @@ func newStub(t *testing.T) *stubUpstream {
 // which only this test uses: it is flushed before and after the test.
 func testRedisDB(t *testing.T, db int) string {
 	t.Helper()
-	base := testenv.Require(t, testenv.RedisEnv)
-	opt, err := redis.ParseURL(base)
-	if err != nil {
-		t.Fatal(err)
-	}
+	opt := testenv.RedisOptions(t)
 	opt.DB = db
 	c := redis.NewClient(opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -469,17 +463,10 @@ func TestSIGTERMFlushesUsageUnderLoad(t *testing.T) {
 // limit is back within 10 s.
 func TestRedisOutage(t *testing.T) {
 	dsn := testenv.PostgresURL(t)
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if testenv.CI() {
-			t.Fatal("redis-server is not on PATH")
-		}
-		t.Skip("redis-server is not on PATH")
-	}
-	port := freePort(t)
-	rs := startRedis(t, port)
+	rs := testenv.StartRedis(t)
 	stub := newStub(t)
 	const limit, instances = 60, 3
-	c := startCluster(t, 1, "DATABASE_URL="+dsn, fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d/0", port),
+	c := startCluster(t, 1, "DATABASE_URL="+dsn, "REDIS_URL="+rs.URL(),
 		fmt.Sprintf("APIWALLET_INSTANCES=%d", instances), fmt.Sprintf("MAX_REQUESTS_PER_MINUTE=%d", limit),
 		"OPENAI_BASE_URL="+stub.URL)
 	c.setup()
@@ -500,7 +487,7 @@ func TestRedisOutage(t *testing.T) {
 	t.Logf("redis up: burst of 100 in %v: %d allowed, %d refused", took.Round(time.Millisecond), n[200], n[429])
 	wantBurst(t, "redis up", n[200], limit, took)
 
-	rs.kill()
+	rs.Stop()
 	out, took = c.burst(100)
 	n = tally(out)
 	local := limit / instances
@@ -522,7 +509,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("the outage is not logged:\n%s", w.Logs())
 	}
 
-	startRedis(t, port) // the same port, empty: no persistence
+	rs.Start() // the same port, empty: no persistence
 	restarted := time.Now()
 	var healthBack, limitBack time.Duration
 	var firstShared time.Time // the first call decided by the shared limit again
@@ -575,42 +562,6 @@ func wantBurst(t *testing.T, what string, allowed, rate int, took time.Duration)
 	if refills > 0 {
 		t.Logf("%s: the burst took %v, longer than one emission interval: %d allowed, bound %d", what, took, allowed, rate+refills)
 	}
-}
-
-// redisServer is a redis-server process of the test's own.
-type redisServer struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startRedis(t *testing.T, port int) *redisServer {
-	t.Helper()
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &redisServer{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(r.done) }()
-	t.Cleanup(r.kill)
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	defer c.Close()
-	for i := 0; ; i++ {
-		if c.Ping(context.Background()).Err() == nil {
-			return r
-		}
-		if i > 100 {
-			t.Fatalf("redis-server on port %d did not start", port)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// kill stops the server at once, as a crash would, and waits for it.
-func (r *redisServer) kill() {
-	_ = r.cmd.Process.Signal(os.Kill)
-	<-r.done
 }
 
 // A call that never reached an upstream is refunded: every attempt failed

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,24 +44,7 @@ type testServer struct {
 	recorder *metering.Recorder
 	alerts   *alerts.Service
 	// logs holds everything the server logged, for secret-leak checks.
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testenv.LogBuffer
 }
 
 // forEachBackend runs fn against a fresh SQLite wallet and a fresh
@@ -92,7 +74,7 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	cfg := testConfig(t, env...)
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	db, err := sqldb.Open(ctx, dsn, t.TempDir())
 	if err != nil {

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
-)
 
-// probeEvery is how often a Fallback whose Redis is down PINGs it.
-const probeEvery = time.Second
+	"github.com/apikeywallet/apiwallet/internal/redisprobe"
+)
 
 // Fallback counts in Redis and, while Redis is unreachable, in a local
 // Memory made with the number of instances (NewMemory), like
@@ -28,39 +25,43 @@ const probeEvery = time.Second
 // usage store, which holds those calls' records). See the package
 // documentation for the worst-case overshoot.
 type Fallback struct {
-	primary    *Redis
-	local      *Memory
-	log        *slog.Logger
-	probeEvery time.Duration
-
-	healthy atomic.Bool
-
-	mu       sync.Mutex
-	down     bool
-	since    time.Time
-	probing  bool
-	closed   bool
-	stop     chan struct{}
-	stopOnce sync.Once
+	primary *Redis
+	local   *Memory
+	log     *slog.Logger
+	monitor *redisprobe.Monitor
 }
 
 // NewFallback returns a counter using primary, and local while primary is
 // down. log may be nil (slog.Default).
 func NewFallback(primary *Redis, local *Memory, log *slog.Logger) *Fallback {
+	return newFallback(primary, local, log, redisprobe.DefaultInterval)
+}
+
+// newFallback is NewFallback probing a Redis that is down every probeEvery.
+func newFallback(primary *Redis, local *Memory, log *slog.Logger, probeEvery time.Duration) *Fallback {
 	if log == nil {
 		log = slog.Default()
 	}
-	f := &Fallback{primary: primary, local: local, log: log, probeEvery: probeEvery, stop: make(chan struct{})}
-	f.healthy.Store(true)
+	f := &Fallback{primary: primary, local: local, log: log}
+	f.monitor = redisprobe.New(redisprobe.Config{
+		Ping:      func(ctx context.Context) error { return primary.Ping(ctx) },
+		Interval:  probeEvery,
+		Log:       log,
+		Component: "quota",
+		WhileDown: "counting quotas locally",
+		WhenBack:  "counting quotas in redis again",
+		DownAttrs: []any{"instances", local.instances},
+		OnRecover: f.reconcile,
+	})
 	return f
 }
 
 // Healthy reports whether Redis is counting.
-func (f *Fallback) Healthy() bool { return f.healthy.Load() }
+func (f *Fallback) Healthy() bool { return f.monitor.Healthy() }
 
 // Reserve implements Counter.
 func (f *Fallback) Reserve(ctx context.Context, workspaceID string, period time.Time, included int64, hardStop bool) (Reservation, error) {
-	if f.healthy.Load() {
+	if f.monitor.Healthy() {
 		res, err := f.primary.Reserve(ctx, workspaceID, period, included, hardStop)
 		if !f.failed(ctx, err) {
 			return res, err
@@ -77,7 +78,7 @@ func (f *Fallback) failed(ctx context.Context, err error) bool {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return false // the caller gave up; Redis is not to blame
 	}
-	f.markDown(err)
+	f.monitor.MarkDown(err)
 	return true
 }
 
@@ -103,7 +104,7 @@ func (f *Fallback) Settle(ctx context.Context, res Reservation, happened bool) e
 
 // Used implements Counter.
 func (f *Fallback) Used(ctx context.Context, workspaceID string, period time.Time) (int64, error) {
-	if f.healthy.Load() {
+	if f.monitor.Healthy() {
 		n, err := f.primary.Used(ctx, workspaceID, period)
 		if !f.failed(ctx, err) {
 			return n, err
@@ -112,75 +113,25 @@ func (f *Fallback) Used(ctx context.Context, workspaceID string, period time.Tim
 	return f.local.Used(ctx, workspaceID, period)
 }
 
-func (f *Fallback) markDown(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.healthy.Store(false)
-	if f.down {
-		return
-	}
-	f.down = true
-	f.since = time.Now()
-	f.log.Warn("quota: redis unavailable, counting quotas locally until it returns",
-		"error", err.Error(), "instances", f.local.instances)
-	if !f.probing && !f.closed {
-		f.probing = true
-		go f.probe()
-	}
-}
-
-// probe PINGs Redis every f.probeEvery until it answers or f is closed,
-// then hands the local counts to Redis.
-func (f *Fallback) probe() {
-	tick := time.NewTicker(f.probeEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-f.stop:
-			f.mu.Lock()
-			f.probing = false
-			f.mu.Unlock()
-			return
-		case <-tick.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(f.probeEvery, time.Second))
-		err := f.primary.Ping(ctx)
-		cancel()
-		if err != nil {
+// reconcile adds the calls counted locally during an outage to the Redis
+// counters, once, when Redis is back (the local counter starts afresh from
+// the store at the next outage), and returns the recovery log's attributes.
+func (f *Fallback) reconcile() []any {
+	added, lost := 0, 0
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range f.local.drain() {
+		if err := f.primary.add(ctx, c.workspaceID, c.period, c.n); err != nil {
+			lost++
 			continue
 		}
-		f.mu.Lock()
-		f.probing = false
-		f.down = false
-		f.healthy.Store(true)
-		outage := time.Since(f.since).Round(time.Millisecond)
-		f.mu.Unlock()
-		// New reservations go to Redis from here; the local counts are
-		// added to it once, and the local counter starts afresh from the
-		// store at the next outage.
-		added, lost := 0, 0
-		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-		for _, c := range f.local.drain() {
-			if err := f.primary.add(ctx, c.workspaceID, c.period, c.n); err != nil {
-				lost++
-				continue
-			}
-			added++
-		}
-		cancel()
-		f.log.Info("quota: redis is back, counting quotas in redis again",
-			"outage", outage.String(), "workspaces_reconciled", added, "workspaces_not_reconciled", lost)
-		return
+		added++
 	}
+	return []any{"workspaces_reconciled", added, "workspaces_not_reconciled", lost}
 }
 
 // Close stops the background probe, if any.
 func (f *Fallback) Close() error {
-	f.stopOnce.Do(func() {
-		f.mu.Lock()
-		f.closed = true
-		f.mu.Unlock()
-		close(f.stop)
-	})
+	f.monitor.Close()
 	return nil
 }

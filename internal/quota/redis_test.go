@@ -2,13 +2,8 @@ package quota
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,57 +12,22 @@ import (
 	"github.com/apikeywallet/apiwallet/internal/testenv"
 )
 
-// testRedisURL returns APIWALLET_TEST_REDIS_URL (skipping, or failing under
-// CI=true, when it is unset).
-func testRedisURL(t *testing.T) *redis.Options {
-	t.Helper()
-	u := testenv.Require(t, testenv.RedisEnv)
-	opt, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatalf("parse %s: %v", testenv.RedisEnv, err)
-	}
-	return opt
-}
-
-func testClient(t *testing.T, opt *redis.Options) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("redis at %s: %v", opt.Addr, err)
-	}
-	return c
-}
-
 // testPrefix returns a key prefix unique to t, deleting its keys when t ends.
 func testPrefix(t *testing.T, c *redis.Client) string {
 	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	prefix := "apiwallet-test:quota:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	})
-	return prefix
+	return testenv.RedisPrefix(t, c, "apiwallet-test:quota:")
 }
 
 // Three counters on three clients, as three wallet instances, share one
 // count.
 func TestRedis(t *testing.T) {
-	opt := testRedisURL(t)
-	admin := testClient(t, opt)
+	opt := testenv.RedisOptions(t)
+	admin := testenv.RedisClient(t, opt)
 	testCounter(t, func(t *testing.T, store UsageStore) []Counter {
 		prefix := testPrefix(t, admin)
 		var cs []Counter
 		for range 3 {
-			cs = append(cs, NewRedis(testClient(t, opt), prefix, store))
+			cs = append(cs, NewRedis(testenv.RedisClient(t, opt), prefix, store))
 		}
 		return cs
 	})
@@ -77,7 +37,7 @@ func TestRedis(t *testing.T) {
 // days after it is made; the store is read only while it is missing.
 func TestRedisKey(t *testing.T) {
 	ctx := context.Background()
-	c := testClient(t, testRedisURL(t))
+	c := testenv.RedisClient(t, testenv.RedisOptions(t))
 	prefix := testPrefix(t, c)
 	store := newFakeStore()
 	now := time.Now()
@@ -111,77 +71,17 @@ func TestRedisKey(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards to target until Stop; Start listens again on the same
-// address, as a Redis that went away and came back.
-type tcpProxy struct {
-	addr, target string
-	mu           sync.Mutex
-	ln           net.Listener
-	conns        map[net.Conn]bool
-}
-
-func (p *tcpProxy) Start(t *testing.T) {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	for range 50 { // the old socket may linger a moment
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	if p.conns == nil {
-		p.conns = map[net.Conn]bool{}
-	}
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[u] = true, true
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
-		}
-	}()
-}
-
-func (p *tcpProxy) Stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ln.Close()
-	for c := range p.conns {
-		c.Close()
-	}
-	p.conns = map[net.Conn]bool{}
-}
-
 // While Redis is unreachable, Fallback counts this instance's share
 // locally; when Redis returns it counts there again, with the local calls
 // added to the surviving counter.
 func TestFallback(t *testing.T) {
 	ctx := context.Background()
-	opt := testRedisURL(t)
-	admin := testClient(t, opt)
+	opt := testenv.RedisOptions(t)
+	admin := testenv.RedisClient(t, opt)
 	prefix := testPrefix(t, admin)
-	p := &tcpProxy{addr: "127.0.0.1:0", target: opt.Addr}
-	p.Start(t)
-	defer p.Stop()
+	p := testenv.StartProxy(t, opt.Addr)
 	popt := *opt
-	popt.Addr = p.addr
+	popt.Addr = p.Addr()
 	popt.MaxRetries = -1
 	popt.DialTimeout, popt.ReadTimeout, popt.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
 	client := redis.NewClient(&popt)
@@ -190,9 +90,8 @@ func TestFallback(t *testing.T) {
 	now := time.Now()
 	store := newFakeStore()
 	store.set("ws", now, 100)
-	var logs syncBuffer
-	f := NewFallback(NewRedis(client, prefix, store), NewMemory(store, 3), slog.New(slog.NewTextHandler(&logs, nil)))
-	f.probeEvery = 50 * time.Millisecond
+	var logs testenv.LogBuffer
+	f := newFallback(NewRedis(client, prefix, store), NewMemory(store, 3), slog.New(slog.NewTextHandler(&logs, nil)), 50*time.Millisecond)
 	defer f.Close()
 
 	for range 50 {
@@ -220,7 +119,7 @@ func TestFallback(t *testing.T) {
 		t.Fatalf("Used during the outage = %d, %v; want 500 + 166", n, err)
 	}
 
-	p.Start(t)
+	p.Start()
 	deadline := time.Now().Add(5 * time.Second)
 	for !f.Healthy() {
 		if time.Now().After(deadline) {
@@ -250,21 +149,4 @@ func TestFallback(t *testing.T) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,14 +1,11 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,98 +20,6 @@ func TestMain(m *testing.M) {
 	// go-redis logs every failed dial; the outage tests cause many on purpose.
 	redis.SetLogger(&logging.VoidLogger{})
 	os.Exit(m.Run())
-}
-
-// redisServer is a redis-server process started by a test.
-type redisServer struct {
-	t    *testing.T
-	bin  string
-	port int
-	cmd  *exec.Cmd
-}
-
-// startRedisServer starts an in-memory redis-server on a free loopback port,
-// stopped when t ends. It skips (fails under CI=true) when redis-server is
-// not on PATH.
-func startRedisServer(t *testing.T) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if testenv.CI() {
-			t.Fatal("redis-server is not on PATH but CI=true: this test must run in CI")
-		}
-		t.Skip("redis-server not on PATH; skipping")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	s := &redisServer{t: t, bin: bin, port: port}
-	s.start()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
-
-func (s *redisServer) start() {
-	s.t.Helper()
-	s.cmd = exec.Command(s.bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: s.addr(), MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			s.t.Fatalf("redis-server on %s did not answer: %v", s.addr(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (s *redisServer) stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
-}
-
-// logBuffer collects log output safely from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // fastFailClient is a client that gives up on a dead server quickly.
@@ -145,9 +50,9 @@ func TestFallbackBehaviour(t *testing.T) {
 }
 
 func TestFallbackOutageAndRecovery(t *testing.T) {
-	srv := startRedisServer(t)
-	client := fastFailClient(t, srv.addr())
-	logs := &logBuffer{}
+	srv := testenv.StartRedis(t)
+	client := fastFailClient(t, srv.Addr())
+	logs := &testenv.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	f := NewFallback(NewRedis(client, "rl:"), NewMemory(nil), 3, log)
 	defer f.Close()
@@ -167,7 +72,7 @@ func TestFallbackOutageAndRecovery(t *testing.T) {
 	}
 
 	// Redis down: the local limiter decides with 9/3 = 3, without errors.
-	srv.stop()
+	srv.Stop()
 	allowed := 0
 	for i := range 10 {
 		d, err := f.Allow(ctx, "k", lim, 1)
@@ -195,12 +100,12 @@ func TestFallbackOutageAndRecovery(t *testing.T) {
 		t.Fatalf("invalid limit during the outage: %v", err)
 	}
 	time.Sleep(1500 * time.Millisecond) // let a failing probe or two run
-	if n := logs.count("level=WARN"); n != 1 {
+	if n := logs.Count("level=WARN"); n != 1 {
 		t.Fatalf("%d warnings for one outage, want 1:\n%s", n, logs)
 	}
 
 	// Redis back on the same port: healthy again within 10s, by itself.
-	srv.start()
+	srv.Start()
 	deadline := time.Now().Add(10 * time.Second)
 	for !f.Healthy() {
 		if time.Now().After(deadline) {
@@ -208,7 +113,7 @@ func TestFallbackOutageAndRecovery(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := logs.count("redis is back"); n != 1 {
+	if n := logs.Count("redis is back"); n != 1 {
 		t.Fatalf("%d recovery messages, want 1:\n%s", n, logs)
 	}
 	// The restarted Redis is empty: Redis decides again, with the full limit.
@@ -228,7 +133,7 @@ func TestFallbackStartsWithRedisDown(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	logs := &logBuffer{}
+	logs := &testenv.LogBuffer{}
 	f := NewFallback(NewRedis(fastFailClient(t, addr), "rl:"), NewMemory(nil), 0, slog.New(slog.NewTextHandler(logs, nil)))
 	defer f.Close()
 	lim := Limit{Rate: 2, Period: time.Hour}
@@ -248,7 +153,7 @@ func TestFallbackStartsWithRedisDown(t *testing.T) {
 	if f.Healthy() {
 		t.Fatal("Healthy() with no Redis")
 	}
-	if n := logs.count("level=WARN"); n != 1 {
+	if n := logs.Count("level=WARN"); n != 1 {
 		t.Fatalf("%d warnings, want 1:\n%s", n, logs)
 	}
 }
@@ -309,7 +214,7 @@ func TestFallbackOnTimeout(t *testing.T) {
 		mu.Unlock()
 	})
 
-	logs := &logBuffer{}
+	logs := &testenv.LogBuffer{}
 	f := NewFallback(NewRedis(fastFailClient(t, ln.Addr().String()), "rl:"), NewMemory(nil), 2, slog.New(slog.NewTextHandler(logs, nil)))
 	defer f.Close()
 	lim := Limit{Rate: 4, Period: time.Hour}

@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -229,9 +228,4 @@ func TestInterval(t *testing.T) {
 			t.Errorf("interval(%+v, %v) = %d, want %d", c.l, c.unit, got, c.want)
 		}
 	}
-}
-
-// uniqueName returns a name unique to this test run.
-func uniqueName(t *testing.T) string {
-	return fmt.Sprintf("apiwallet-test:%s:%d:", t.Name(), time.Now().UnixNano())
 }

@@ -15,38 +15,14 @@ import (
 // failing under CI=true, when it is unset), closed when t ends.
 func testRedisClient(t *testing.T) *redis.Client {
 	t.Helper()
-	u := testenv.Require(t, testenv.RedisEnv)
-	opt, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatalf("parse %s: %v", testenv.RedisEnv, err)
-	}
-	c := redis.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("redis at %s: %v", u, err)
-	}
-	return c
+	return testenv.RedisClient(t, testenv.RedisOptions(t))
 }
 
 // testPrefix returns a key prefix unique to t and deletes every key under it
 // when t ends.
 func testPrefix(t *testing.T, c redis.UniversalClient) string {
 	t.Helper()
-	prefix := uniqueName(t)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("clean up %s*: %v", prefix, err)
-		}
-	})
-	return prefix
+	return testenv.RedisPrefix(t, c, "apiwallet-test:ratelimit:")
 }
 
 func TestRedisBehaviour(t *testing.T) {

@@ -1,8 +1,12 @@
 // Package testenv gives tests the real servers they need — PostgreSQL and
-// Redis — from environment variables that .ci/run sets.
+// Redis — from environment variables that .ci/run sets, and what tests of
+// outages need with them: a redis-server of the test's own (StartRedis), a
+// TCP proxy that can cut a server off (StartProxy) and a buffer for the
+// logs they write (LogBuffer).
 //
-// A test that needs a server skips when its variable is unset, except when
-// CI=true: there a skip would hide a test that never ran, so it fails.
+// A test that needs a server skips when its variable is unset (or, for
+// StartRedis, when redis-server is not on PATH), except when CI=true:
+// there a skip would hide a test that never ran, so it fails.
 package testenv
 
 import (
