@@ -46,26 +46,29 @@ type app struct {
 	closers []func() error
 }
 
-// loadConfig reads and validates the configuration and sets up logging.
-func loadConfig(stderr io.Writer, environ []string) (*config.Config, *slog.Logger, error) {
+// loadConfig reads and validates the configuration and sets up logging;
+// the returned writer must be closed to write out the last log lines.
+func loadConfig(stderr io.Writer, environ []string) (*config.Config, *slog.Logger, *logWriter, error) {
 	cfg, err := config.Load(environ)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	lw := newLogWriter(stderr, 100*time.Millisecond)
+	log := slog.New(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if err := cfg.LoadSecrets(log); err != nil {
-		return nil, nil, err
+		lw.Close()
+		return nil, nil, nil, err
 	}
-	return cfg, log, nil
+	return cfg, log, lw, nil
 }
 
 // openApp connects to the database (migrating it) and to Redis.
 func openApp(ctx context.Context, stderr io.Writer, environ []string) (*app, error) {
-	cfg, log, err := loadConfig(stderr, environ)
+	cfg, log, lw, err := loadConfig(stderr, environ)
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log}
+	a := &app{cfg: cfg, log: log, closers: []func() error{lw.Close}}
 	a.db, err = sqldb.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		return nil, err

@@ -149,6 +149,18 @@ func (w *wallet) Logs() string {
 	return w.logs.String()
 }
 
+// waitLog reports whether the wallet logs s within 2 s: lines are written
+// as the handler returns and reach the output in batches.
+func (w *wallet) waitLog(s string) bool {
+	for range 100 {
+		if strings.Contains(w.Logs(), s) {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
 type health struct {
 	Status   string `json:"status"`
 	Services struct {
@@ -201,7 +213,7 @@ func TestZeroConfigServe(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "data", "apiwallet.db")); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(w.Logs(), "generated JWT_SECRET and ENCRYPTION_KEY") {
+	if !w.waitLog("generated JWT_SECRET and ENCRYPTION_KEY") {
 		t.Fatal("no log line about the generated secrets")
 	}
 	first, _ := os.ReadFile(filepath.Join(dir, "data", "secrets.json"))
@@ -213,11 +225,7 @@ func TestZeroConfigServe(t *testing.T) {
 	}
 	res.Body.Close()
 	rid := res.Header.Get("X-Request-Id")
-	// The line is written as the handler returns, just after the response.
-	for i := 0; i < 50 && !strings.Contains(w.Logs(), `"request_id":"`+rid+`"`); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if rid == "" || !strings.Contains(w.Logs(), `"request_id":"`+rid+`"`) {
+	if rid == "" || !w.waitLog(`"request_id":"`+rid+`"`) {
 		t.Fatalf("request id %q not in the logs", rid)
 	}
 

@@ -505,7 +505,7 @@ func TestRedisOutage(t *testing.T) {
 	if s := redisState(); s != "disconnected" {
 		t.Fatalf("health says redis %q while it is down", s)
 	}
-	if !strings.Contains(w.Logs(), "ratelimit: redis unavailable") || !strings.Contains(w.Logs(), "quota: redis unavailable") {
+	if !w.waitLog("ratelimit: redis unavailable") || !w.waitLog("quota: redis unavailable") {
 		t.Fatalf("the outage is not logged:\n%s", w.Logs())
 	}
 

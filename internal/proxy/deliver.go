@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apikeywallet/apiwallet"
@@ -55,7 +56,7 @@ func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *
 
 	failed := res.StatusCode >= 500 || res.StatusCode == 429
 	if keyID != "fallback" && res.StatusCode < 500 && res.StatusCode != 429 {
-		p.used.add(c.workspaceID, svc, ks, keyID, p.now())
+		p.used.add(svc, ks, keyID, p.now())
 		p.touches.use(c.workspaceID, keyID)
 	}
 
@@ -340,13 +341,28 @@ type keySet struct {
 	tiers map[string]string
 }
 
-// keySet returns the cached key set, loading it on a miss.
+// keySet returns the cached key set, loading it on a miss. Concurrent
+// misses share one load: after an invalidation every in-flight call needs
+// the set at once, and a workspace may hold 100,000 keys.
 func (p *Proxy) keySet(ctx context.Context, workspaceID string, svc *catalog.Service) (*keySet, error) {
 	ck := workspaceID + "\x00" + svc.Name
-	now := p.now()
-	if ks, ok := p.keysets.get(ck, now.UnixNano()); ok {
+	if ks, ok := p.keysets.get(ck, p.now().UnixNano()); ok {
 		return ks, nil
 	}
+	v, err, _ := p.loads.Do("ks\x00"+ck, func() (any, error) {
+		if ks, ok := p.keysets.get(ck, p.now().UnixNano()); ok {
+			return ks, nil
+		}
+		return p.loadKeySet(context.WithoutCancel(ctx), ck, workspaceID, svc)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*keySet), nil
+}
+
+func (p *Proxy) loadKeySet(ctx context.Context, ck, workspaceID string, svc *catalog.Service) (*keySet, error) {
+	now := p.now()
 	epoch := p.epoch.Load()
 	var cands []routing.Candidate
 	tiers := map[string]string{}
@@ -391,13 +407,19 @@ func (p *Proxy) secret(ctx context.Context, workspaceID, keyID string) ([]byte, 
 	if s, ok := p.secrets.get(ck, now); ok {
 		return s, nil
 	}
-	epoch := p.epoch.Load()
-	s, err := p.keys.Reveal(ctx, workspaceID, keyID)
+	v, err, _ := p.loads.Do("sec\x00"+ck, func() (any, error) {
+		epoch := p.epoch.Load()
+		s, err := p.keys.Reveal(context.WithoutCancel(ctx), workspaceID, keyID)
+		if err != nil {
+			return nil, err
+		}
+		p.secrets.put(ck, s, epoch, now)
+		return s, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	p.secrets.put(ck, s, epoch, now)
-	return s, nil
+	return v.([]byte), nil
 }
 
 // auditKey records a key event caused by a proxied call.
@@ -428,61 +450,67 @@ func periodStart(period string, now time.Time) time.Time {
 
 // usedCounters count each key's calls in its current quota period in this
 // process, on top of what the usage records held when the key was first
-// seen, so per-key quotas hold across key-set reloads and restarts.
+// seen, so per-key quotas hold across key-set reloads and restarts. They
+// are lock-free: add runs on every proxied call.
 type usedCounters struct {
-	mu sync.Mutex
-	m  map[string]*usedCounter // key id
+	m sync.Map // key id → *usedCounter
 }
 
 type usedCounter struct {
-	period time.Time
-	n      int64
+	mu     sync.Mutex // guards a period change only
+	period atomic.Int64
+	n      atomic.Int64
+}
+
+// count returns keyID's counter for period, starting it at base when the
+// key is new or its period has changed.
+func (u *usedCounters) count(keyID string, period time.Time, base func() int64) *usedCounter {
+	ps := period.Unix()
+	v, ok := u.m.Load(keyID)
+	if !ok {
+		c := &usedCounter{}
+		c.period.Store(ps)
+		c.n.Store(base())
+		v, _ = u.m.LoadOrStore(keyID, c)
+	}
+	c := v.(*usedCounter)
+	if c.period.Load() != ps {
+		c.mu.Lock()
+		if c.period.Load() != ps {
+			c.n.Store(base())
+			c.period.Store(ps)
+		}
+		c.mu.Unlock()
+	}
+	return c
 }
 
 func (u *usedCounters) fill(ctx context.Context, counter UsageCounter, workspaceID string, svc *catalog.Service,
 	cands []routing.Candidate, now time.Time) error {
 	period := periodStart(svc.FreePeriod, now)
-	var missing bool
-	u.mu.Lock()
+	var counts map[string]int64
 	for i := range cands {
-		if c, ok := u.m[cands[i].ID]; ok && c.period.Equal(period) {
-			cands[i].Used = c.n
-		} else if cands[i].Quota > 0 {
-			missing = true
-		}
-	}
-	u.mu.Unlock()
-	if !missing || counter == nil {
-		return nil
-	}
-	counts, err := counter.KeyUsageSince(ctx, workspaceID, svc.Name, period)
-	if err != nil {
-		return err
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for i := range cands {
-		if c, ok := u.m[cands[i].ID]; ok && c.period.Equal(period) {
-			cands[i].Used = c.n
+		if v, ok := u.m.Load(cands[i].ID); ok && v.(*usedCounter).period.Load() == period.Unix() {
+			cands[i].Used = v.(*usedCounter).n.Load()
 			continue
 		}
+		if cands[i].Quota <= 0 {
+			continue
+		}
+		if counts == nil && counter != nil {
+			var err error
+			if counts, err = counter.KeyUsageSince(ctx, workspaceID, svc.Name, period); err != nil {
+				return err
+			}
+		}
 		n := counts[cands[i].ID]
-		u.m[cands[i].ID] = &usedCounter{period: period, n: n}
-		cands[i].Used = n
+		cands[i].Used = u.count(cands[i].ID, period, func() int64 { return n }).n.Load()
 	}
 	return nil
 }
 
-func (u *usedCounters) add(workspaceID string, svc *catalog.Service, ks *keySet, keyID string, now time.Time) {
-	period := periodStart(svc.FreePeriod, now)
-	u.mu.Lock()
-	c, ok := u.m[keyID]
-	if !ok || !c.period.Equal(period) {
-		c = &usedCounter{period: period}
-		u.m[keyID] = c
-	}
-	c.n++
-	u.mu.Unlock()
+func (u *usedCounters) add(svc *catalog.Service, ks *keySet, keyID string, now time.Time) {
+	u.count(keyID, periodStart(svc.FreePeriod, now), func() int64 { return 0 }).n.Add(1)
 	ks.set.AddUsed(keyID, 1)
 }
 
@@ -490,22 +518,24 @@ func (u *usedCounters) add(workspaceID string, svc *catalog.Service, ks *keySet,
 // one audit event per key and minute with the number of calls.
 type toucher struct {
 	p    *Proxy
-	mu   sync.Mutex
-	uses map[[2]string]int64 // workspace, key → calls since the last flush
+	uses sync.Map // [2]string{workspace, key} → *atomic.Int64 calls since the last flush
 	stop chan struct{}
 	done chan struct{}
 }
 
 func newToucher(p *Proxy) *toucher {
-	t := &toucher{p: p, uses: map[[2]string]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
+	t := &toucher{p: p, stop: make(chan struct{}), done: make(chan struct{})}
 	go t.loop()
 	return t
 }
 
 func (t *toucher) use(workspaceID, keyID string) {
-	t.mu.Lock()
-	t.uses[[2]string{workspaceID, keyID}]++
-	t.mu.Unlock()
+	k := [2]string{workspaceID, keyID}
+	v, ok := t.uses.Load(k)
+	if !ok {
+		v, _ = t.uses.LoadOrStore(k, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
 }
 
 func (t *toucher) loop() {
@@ -524,10 +554,15 @@ func (t *toucher) loop() {
 }
 
 func (t *toucher) flush() {
-	t.mu.Lock()
-	uses := t.uses
-	t.uses = map[[2]string]int64{}
-	t.mu.Unlock()
+	uses := map[[2]string]int64{}
+	t.uses.Range(func(k, v any) bool {
+		if n := v.(*atomic.Int64).Swap(0); n > 0 {
+			uses[k.([2]string)] = n
+		} else {
+			t.uses.Delete(k) // idle for a whole minute
+		}
+		return true
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	now := t.p.now()

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/quota"
@@ -92,6 +94,7 @@ type Proxy struct {
 	keysets *ttlCache[string, *keySet]
 	secrets *ttlCache[string, []byte]
 	used    *usedCounters
+	loads   singleflight.Group
 	touches *toucher
 	bufs    sync.Pool
 }
@@ -163,7 +166,7 @@ func New(d Deps, o Options) *Proxy {
 	p.callers = newTTLCache[[32]byte, *caller](p.epoch, o.CacheTTL, 100_000)
 	p.keysets = newTTLCache[string, *keySet](p.epoch, o.CacheTTL, 100_000)
 	p.secrets = newTTLCache[string, []byte](p.epoch, o.CacheTTL, 200_000)
-	p.used = &usedCounters{m: map[string]*usedCounter{}}
+	p.used = &usedCounters{}
 	p.touches = newToucher(p)
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	return p

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The issue's targets.
+const (
+	targetWalletOverNginx = 0.5
+	targetAddedP99        = time.Millisecond
+	targetKeysDrop        = 0.10
+	targetRSSBytes        = 150 << 20
+)
+
+// median returns the round with the median throughput (the lower middle
+// one for an even count).
+func median(runs []measured) measured {
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b measured) int {
+		switch {
+		case a.RPS < b.RPS:
+			return -1
+		case a.RPS > b.RPS:
+			return 1
+		}
+		return 0
+	})
+	return s[(len(s)-1)/2]
+}
+
+// fmtShare formats a share of the machine, or "?" when unknown.
+func fmtShare(f float64) string {
+	if f < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f%%", f*100)
+}
+
+func fmtMs(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+// thousands formats n with comma separators.
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+// ratioOf is rps[a]/rps[b], or n/a when either was not measured.
+func ratioOf(rps map[string]float64, a, b string) string {
+	va, oka := rps[a]
+	vb, okb := rps[b]
+	if !oka || !okb {
+		return "n/a"
+	}
+	return ratio(va, vb)
+}
+
+// verdict renders one target check.
+func verdict(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+func (r *runner) report(w io.Writer) {
+	c := r.cfg
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+
+	p("# API Key Wallet benchmark")
+	p("")
+	env := []string{time.Now().UTC().Format("2006-01-02 15:04 UTC"), fmt.Sprintf("%d cores (%s)", runtime.NumCPU(), cpuModel())}
+	for _, v := range []string{toolVersion(r.nginx, "-v"), toolVersion(r.wrk, "-v"), runtime.Version(), kernel()} {
+		if v != "" {
+			env = append(env, v)
+		}
+	}
+	p("%s.", strings.Join(env, "; "))
+	p("Load average (1 min) before the run: %s.", r.loadStart)
+	p("Everything on loopback, sharing the cores with the load generator. Each request is `GET %s`, answered by the stub with a small fixed JSON body.", path)
+	p("")
+
+	p("## Throughput (wrk -t%d -c%d -d%s --latency, keep-alive)", c.Threads, c.Connections, wrkSeconds(c.Duration))
+	p("")
+	if c.Rounds > 1 {
+		p("Median of %d interleaved rounds by requests/s; the latency columns are that round's.", c.Rounds)
+		p("")
+	}
+	p("| target | requests/s | p50 | p99 | non-2xx | socket errors | upstream auth mismatches | other CPU |")
+	p("|---|--:|--:|--:|--:|--:|--:|--:|")
+	rps := map[string]float64{}
+	invalid := false
+	var refusals, failures []string
+	for _, t := range r.targets {
+		if t.failed != "" {
+			failures = append(failures, fmt.Sprintf("- %s: %s", t.name, t.failed))
+		}
+		if len(t.runs) == 0 {
+			p("| %s | failed | | | | | | |", label(t.name))
+			continue
+		}
+		m := median(t.runs)
+		rps[t.name] = m.RPS
+		for _, run := range t.runs {
+			if run.refusal != "" {
+				refusals = append(refusals, fmt.Sprintf("- %s: %s non-2xx; one request afterwards got %s", t.name, thousands(run.Non2xx), run.refusal))
+			}
+		}
+		note := ""
+		if m.Requests == 0 || m.Non2xx > 0 || m.mismatches > 0 || m.SocketErrors > 0 {
+			note = " ⚠"
+			invalid = true
+		}
+		// Every 2xx must have come from the stub (the count may differ by
+		// the requests in flight when wrk stopped).
+		if ok := m.Requests - m.Non2xx; m.upstream+int64(c.Connections) < ok {
+			refusals = append(refusals, fmt.Sprintf("- %s: %s 2xx answers but the stub saw only %s requests: answers that never reached the upstream",
+				t.name, thousands(ok), thousands(m.upstream)))
+			note = " ⚠"
+			invalid = true
+		}
+		p("| %s%s | %s | %s | %s | %s | %s | %s | %s |", label(t.name), note, thousands(int64(m.RPS)), fmtMs(m.P50), fmtMs(m.P99),
+			thousands(m.Non2xx), thousands(m.SocketErrors), thousands(m.mismatches), fmtShare(m.otherCPU))
+	}
+	if r.walletSkip != "" && r.want["wallet"] {
+		p("| wallet | skipped | | | | | | |")
+	}
+	p("")
+	if invalid {
+		p("⚠ Rows marked so had no answers, refused or failed requests, or requests that reached the stub without an injected key: their numbers do not measure proxying.")
+		p("")
+	}
+	if len(refusals) > 0 {
+		p("Refusals and anomalies seen:")
+		p("")
+		p("%s", strings.Join(refusals, "\n"))
+		p("")
+	}
+	if len(failures) > 0 {
+		p("Targets that failed during the run:")
+		p("")
+		p("```")
+		p("%s", strings.Join(failures, "\n"))
+		p("```")
+		p("")
+	}
+	if r.walletSkip != "" && r.want["wallet"] {
+		p("Wallet skipped: %s.", r.walletSkip)
+		p("")
+	}
+
+	p("\"Other CPU\" is the share of the machine that processes outside the benchmark used during the run; above a few percent the row is skewed.")
+	p("")
+	p("Throughput ratios (same run, same settings):")
+	p("")
+	p("| ratio | value | target |")
+	p("|---|--:|---|")
+	p("| wallet / nginx | %s | >= %.1f |", ratioOf(rps, "wallet", "nginx"), targetWalletOverNginx)
+	p("| wallet / floor | %s | >= 1.0 |", ratioOf(rps, "wallet", "floor"))
+	p("| floor / nginx | %s | reference (issue: about 0.40-0.46) |", ratioOf(rps, "floor", "nginx"))
+	p("| nginx / direct | %s | reference (issue: about 0.56-0.63) |", ratioOf(rps, "nginx", "direct"))
+	p("")
+
+	var direct *loadResult
+	if d := r.target("direct"); d != nil {
+		direct = d.rate
+	}
+	if c.Rate > 0 {
+		p("## Latency at a constant %s req/s (bench/cmd/load, %s, up to %d connections)", thousands(int64(c.Rate)), c.RateDuration, c.Connections)
+		p("")
+		p("Open loop: requests are released on schedule whatever the server does; latency runs from release, including any wait for a free connection.")
+		p("")
+		p("| target | achieved req/s | p50 | p99 | p99.9 | max | added p99 over direct | non-2xx + errors | other CPU |")
+		p("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+		for _, t := range r.targets {
+			lr := t.rate
+			if lr == nil {
+				continue
+			}
+			added := "—"
+			if direct != nil && t.name != "direct" {
+				added = fmt.Sprintf("%+.2f ms", lr.P99Ms-direct.P99Ms)
+			}
+			p("| %s | %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %s | %d | %s |", label(t.name), thousands(int64(lr.RPS+0.5)), lr.P50Ms, lr.P99Ms, lr.P999Ms, lr.MaxMs,
+				added, lr.Non2xx+lr.Errors+lr.Unsent, fmtShare(t.rateOtherCPU))
+		}
+		if direct != nil {
+			p("")
+			p("Go timers wake up to about 1 ms late, so the generator releases requests in small bursts: p99 %.2f ms behind the ideal schedule on the direct run. Latency runs from the actual release, so that lag is not in the figures; the bursts are the same for every row, and the added p99 compares like with like.", direct.LagP99Ms)
+		}
+		p("")
+	}
+
+	if r.wallet != nil && len(r.keyRuns) > 0 {
+		p("## Wallet throughput by stored keys (stripe, paid tier)")
+		p("")
+		p("| stored keys | requests/s | p50 | p99 | non-2xx + socket errors | vs %s | time to store | other CPU |", thousands(int64(c.Keys[0])))
+		p("|--:|--:|--:|--:|--:|--:|--:|--:|")
+		base := r.keyRuns[c.Keys[0]].RPS
+		for _, n := range c.Keys {
+			k, ok := r.keyRuns[n]
+			if !ok {
+				continue
+			}
+			if k.Requests == 0 {
+				p("| %s | 0 ⚠ no answer in %s | | | | 0.00 | %s | %s |", thousands(int64(n)), wrkSeconds(c.Duration), roundDur(r.insertTimes[n]), fmtShare(k.otherCPU))
+				continue
+			}
+			p("| %s | %s | %s | %s | %s | %s | %s | %s |", thousands(int64(n)), thousands(int64(k.RPS)), fmtMs(k.P50), fmtMs(k.P99),
+				thousands(k.Non2xx+k.SocketErrors), ratio(k.RPS, base), roundDur(r.insertTimes[n]), fmtShare(k.otherCPU))
+		}
+		p("")
+		if r.keysFailed != "" {
+			p("The series stopped: %s", r.keysFailed)
+			p("")
+		}
+		p("Keys are stored through `POST /keys` (%d concurrent requests); \"time to store\" is for the keys added at that step.", c.InsertConcurrency)
+		p("")
+	}
+	if r.wallet != nil {
+		p("## Wallet memory")
+		p("")
+		p("- peak RSS under load (VmRSS sampled every 100 ms during the wallet's load runs): %.1f MB", float64(r.rssPeakKB)/1024)
+		p("- VmHWM at the end (lifetime peak, including storing the keys): %.1f MB", float64(r.rssHWMKB)/1024)
+		p("")
+	}
+
+	p("## Targets (issue 4)")
+	p("")
+	p("| target | measured | verdict |")
+	p("|---|---|---|")
+	if r.wallet == nil {
+		why := "not in TARGETS"
+		if r.walletSkip != "" {
+			why = "skipped"
+		}
+		p("| all wallet targets | wallet %s | n/a |", why)
+		return
+	}
+	_, hasWallet := rps["wallet"]
+	_, hasFloor := rps["floor"]
+	_, hasNginx := rps["nginx"]
+	p("| wallet throughput >= floor | %s x floor | %s |", ratioOf(rps, "wallet", "floor"), verdictIf(hasWallet && hasFloor, rps["wallet"] >= rps["floor"]))
+	p("| wallet throughput >= %.1f x nginx | %s x nginx | %s |", targetWalletOverNginx, ratioOf(rps, "wallet", "nginx"),
+		verdictIf(hasWallet && hasNginx, rps["wallet"] >= targetWalletOverNginx*rps["nginx"]))
+	if wt := r.target("wallet"); wt != nil && wt.rate != nil && direct != nil {
+		added := wt.rate.P99Ms - direct.P99Ms
+		v := verdict(added <= float64(targetAddedP99)/1e6)
+		if bad := wt.rate.Non2xx + wt.rate.Errors + wt.rate.Unsent; bad > 0 {
+			v = fmt.Sprintf("FAIL (%d requests refused, failed or unsent)", bad)
+		}
+		p("| added p99 <= 1 ms at %s req/s | %+.2f ms | %s |", thousands(int64(c.Rate)), added, v)
+	} else {
+		p("| added p99 <= 1 ms at a constant rate | not measured | n/a |")
+	}
+	lo, hi := c.Keys[0], c.Keys[len(c.Keys)-1]
+	if k1, ok1 := r.keyRuns[lo]; ok1 && len(c.Keys) > 1 {
+		if kn, ok := r.keyRuns[hi]; ok {
+			p("| %s keys within 10%% of %s | %s x | %s |", thousands(int64(hi)), thousands(int64(lo)), ratio(kn.RPS, k1.RPS),
+				verdict(kn.RPS >= (1-targetKeysDrop)*k1.RPS))
+		} else {
+			p("| %s keys within 10%% of %s | not measured | FAIL |", thousands(int64(hi)), thousands(int64(lo)))
+		}
+	}
+	p("| peak RSS < 150 MB | %.1f MB | %s |", float64(r.rssPeakKB)/1024, verdict(r.rssPeakKB*1024 < targetRSSBytes))
+}
+
+// roundDur keeps two or three significant digits of a duration.
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond)
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+func verdictIf(measurable, ok bool) string {
+	if !measurable {
+		return "n/a"
+	}
+	return verdict(ok)
+}
+
+func label(name string) string {
+	switch name {
+	case "direct":
+		return "direct (stub)"
+	case "nginx":
+		return "nginx"
+	case "floor":
+		return "floor (httputil.ReverseProxy)"
+	case "wallet":
+		return "wallet"
+	}
+	return name
+}
+
+// loadAvg is the 1-minute load average.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for line := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return runtime.GOOS
+	}
+	return "Linux " + strings.TrimSpace(string(b))
+}
+
+// toolVersion returns the first line a tool prints for its version flag.
+func toolVersion(bin, flag string) string {
+	if bin == "" {
+		return ""
+	}
+	out, _ := exec.Command(bin, flag).CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	line = strings.TrimPrefix(line, "nginx version: ")
+	if i := strings.Index(line, " Copyright"); i > 0 {
+		line = line[:i]
+	}
+	return line
+}
