@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -244,6 +245,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	if a.cfg.PprofAddr != "" {
+		go func() {
+			a.log.Info("pprof listening", "addr", a.cfg.PprofAddr)
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			if err := http.ListenAndServe(a.cfg.PprofAddr, mux); err != nil {
+				a.log.Error("pprof", "err", err)
+			}
+		}()
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.Host, strconv.Itoa(a.cfg.Port)))
 	if err != nil {

@@ -82,6 +82,7 @@ type cluster struct {
 	wallets []*wallet
 	client  *http.Client
 	token   string // a wallet access token scoped to openai
+	jwt     string // the account's login token
 	ws      string // its workspace
 }
 
@@ -154,6 +155,7 @@ func (c *cluster) setup() {
 	reg := c.must(201, "POST", u+"/auth/register", "", map[string]string{
 		"email": fmt.Sprintf("multi-%d@example.com", time.Now().UnixNano()), "password": "correct horse battery", "name": "Multi"})
 	jwt := reg["token"].(string)
+	c.jwt = jwt
 	c.ws = reg["user"].(map[string]any)["personalWorkspaceId"].(string)
 	c.must(201, "POST", u+"/keys", jwt, map[string]any{"key": "sk-stub-0123456789abcdef", "service": "openai", "tier": "paid"})
 	tok := c.must(201, "POST", u+"/tokens", jwt, map[string]any{"name": "load", "services": []string{"openai"}})
@@ -290,9 +292,22 @@ func TestMultiInstanceMonthlyQuota(t *testing.T) {
 	dsn := testenv.PostgresURL(t)
 	redisURL := testRedisDB(t, 12)
 	stub := newStub(t)
+	// Every instance looks for quota crossings often; each crossing must
+	// still raise one alert and one webhook delivery in all.
+	var deliveries sync.Map // alert id → deliveries
+	var posts atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		n, _ := deliveries.LoadOrStore(r.Header.Get("X-Wallet-Alert-Id"), new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+	}))
+	defer hook.Close()
 	c := startCluster(t, 3, "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "APIWALLET_INSTANCES=3",
-		"MAX_REQUESTS_PER_MINUTE=1073741824", "DEFAULT_FREE_QUOTA=1500", "OPENAI_BASE_URL="+stub.URL)
+		"MAX_REQUESTS_PER_MINUTE=1073741824", "DEFAULT_FREE_QUOTA=1500", "OPENAI_BASE_URL="+stub.URL,
+		"ALERT_EVAL_INTERVAL=200ms", "ALERT_WEBHOOK_ALLOW_PRIVATE=true")
 	c.setup()
+	c.must(200, "PUT", c.wallets[0].url+"/alerts/settings", c.jwt, map[string]any{
+		"thresholds": []int{80, 100}, "webhookUrl": hook.URL})
 
 	// 500 calls are already in this month's usage: 1,000 remain. The Redis
 	// counter starts from them.
@@ -373,6 +388,27 @@ func TestMultiInstanceMonthlyQuota(t *testing.T) {
 			t.Fatalf("%d usage records, want 1000", n)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The plan quota crossed 80% and 100%: two alerts, each delivered once,
+	// although three instances evaluated the same usage.
+	deadline = time.Now().Add(15 * time.Second)
+	for posts.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // room for a duplicate to show up
+	list := c.must(200, "GET", c.wallets[1].url+"/alerts", c.jwt, nil)["alerts"].([]any)
+	ids := 0
+	deliveries.Range(func(k, v any) bool {
+		ids++
+		if n := v.(*atomic.Int64).Load(); n != 1 {
+			t.Errorf("alert %v delivered %d times", k, n)
+		}
+		return true
+	})
+	t.Logf("alerts listed %d, webhook posts %d for %d alert ids", len(list), posts.Load(), ids)
+	if len(list) != 2 || posts.Load() != 2 || ids != 2 {
+		t.Fatalf("want 2 alerts delivered once each; listed %d, posts %d, ids %d", len(list), posts.Load(), ids)
 	}
 }
 

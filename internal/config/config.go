@@ -46,6 +46,9 @@ type Config struct {
 	// behind a load balancer that sets it.
 	TrustProxyHeaders bool
 	ShutdownTimeout   time.Duration
+	// PprofAddr, when set (PPROF_ADDR, e.g. 127.0.0.1:6060), serves
+	// net/http/pprof there for profiling; never on the public port.
+	PprofAddr string
 	// Instances is how many wallet processes share one Redis: when Redis is
 	// unreachable each enforces its share of every limit.
 	Instances int
@@ -119,6 +122,7 @@ func Load(environ []string) (*Config, error) {
 		EncryptionKey:       env["ENCRYPTION_KEY"],
 	}
 	c.Host = env["HOST"]
+	c.PprofAddr = env["PPROF_ADDR"]
 	c.Port = intVar(env, "PORT", 6789, 0, 65535, bad)
 	c.Instances = intVar(env, "APIWALLET_INSTANCES", 1, 1, 1000, bad)
 	c.MaxRequestsPerMinute = intVar(env, "MAX_REQUESTS_PER_MINUTE", 1000, 1, 1<<30, bad)
