@@ -549,6 +549,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 			}
 			return
 		}
+		if err != nil && ctx.Err() != nil {
+			// The client went away: not the key's fault, and nobody to
+			// answer. The call is recorded as failed.
+			sent = sent || !isDialError(err)
+			tried = append(tried, attempt{keyID: keyID, reason: "client_gone"})
+			p.record(c, svc, req, strategy, tried, keyID, 0, true, start, upstreamDur, 0, 0)
+			return
+		}
 		if err != nil {
 			reached := !isDialError(err)
 			sent = sent || reached
