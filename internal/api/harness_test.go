@@ -108,14 +108,13 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 	epoch := &proxy.Epoch{}
 	alertSvc := alerts.New(db, keys, log, alerts.Options{AllowPrivate: cfg.AlertWebhookAllowPrivate,
 		Backoff: 20 * time.Millisecond})
-	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
-		Counter: db, Recorder: recorder, Audit: db, Limiter: authSvc.Limiter, Log: log, Epoch: epoch, Alerts: alertSvc,
-		Quota: quota.NewMemory(db, 1),
-		Plans: quota.NewCachedPlans(&quota.WorkspacePlans{Workspaces: db, FreeQuota: int64(cfg.DefaultFreeQuota)}, time.Minute, epoch)},
-		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
-	db.OnCommit = px.Epoch().Bump
 	freeQuota := int64(cfg.DefaultFreeQuota)
 	bill := billing.New(db, db, billing.Options{FreeQuota: &freeQuota, RatePerMinute: cfg.MaxRequestsPerMinute})
+	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
+		Counter: db, Recorder: recorder, Audit: db, Limiter: authSvc.Limiter, Log: log, Epoch: epoch, Alerts: alertSvc,
+		Quota: quota.NewMemory(db, 1), Plans: quota.NewCachedPlans(bill, time.Minute, epoch), Routing: bill},
+		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
+	db.OnCommit = px.Epoch().Bump
 	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Keys: keys,
 		Teams: teams, Accounts: accounts, Registry: reg, Proxy: px, Catalog: cat, Billing: bill,
 		Stripe: stripebilling.New(stripebilling.ConfigFrom(cfg), db, alertSvc, log), Alerts: alertSvc})

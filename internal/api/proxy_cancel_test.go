@@ -44,3 +44,36 @@ func TestProxyClientCancelDoesNotBlameKey(t *testing.T) {
 		t.Fatalf("after a cancelled call: key %s attempts %s", r.Header.Get("X-Wallet-Key-Id"), r.Header.Get("X-Wallet-Attempts"))
 	}
 }
+
+// With premium routing off, a call goes to the first usable key in
+// priority order, one attempt: no cost strategy and no fallback to another
+// key, and the usage record is not premium.
+func TestProxyWithoutPremiumRouting(t *testing.T) {
+	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer sk_test_first000000000000000001" {
+			w.Header().Set("Retry-After", "30")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		_, _ = io.WriteString(w, `{"id":"ch_1"}`)
+	})
+	ts := proxySQLite(t, "STRIPE_BASE_URL="+up.URL)
+	pw := newProxyWorld(t, ts)
+	// The paid first key is the priority choice; cost would pick the free one.
+	first := pw.addKey("stripe", "sk_test_first000000000000000001", "paid", -1)
+	pw.addKey("stripe", "sk_test_second00000000000000002", "free", 1000)
+	ts.do("PATCH", "/keys/"+first, pw.acct.Token, map[string]any{"priority": 0}).want(t, 200)
+	_, tok := pw.token("stripe")
+	ts.do("PATCH", "/billing/settings", pw.acct.Token, map[string]any{"premiumRouting": false}).want(t, 200)
+
+	r := pw.call("GET", "/proxy/stripe/v1/charges", tok, nil, "X-Wallet-Strategy", "cost")
+	if r.Status != http.StatusTooManyRequests || r.Header.Get("X-Wallet-Key-Id") != first ||
+		r.Header.Get("X-Wallet-Attempts") != "1" || r.Header.Get("X-Wallet-Strategy") != "priority" {
+		t.Fatalf("without premium routing: %d key %s attempts %s strategy %s", r.Status,
+			r.Header.Get("X-Wallet-Key-Id"), r.Header.Get("X-Wallet-Attempts"), r.Header.Get("X-Wallet-Strategy"))
+	}
+	rows := pw.waitUsage(1)
+	if rows[0].Premium {
+		t.Fatalf("usage record marked premium: %+v", rows[0])
+	}
+}

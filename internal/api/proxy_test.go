@@ -195,6 +195,7 @@ type usageRow struct {
 	Attempts  int
 	Attempted string
 	Strategy  string
+	Premium   bool
 }
 
 // waitUsage flushes the recorder until the workspace has at least n usage
@@ -207,7 +208,7 @@ func (w *proxyWorld) waitUsage(n int) []usageRow {
 		if err := w.ts.recorder.Flush(ctx); err != nil {
 			w.t.Logf("flush: %v", err)
 		}
-		rows, err := w.ts.db.SQL().QueryContext(ctx, `SELECT key_id, status, failed, attempts, attempted, strategy
+		rows, err := w.ts.db.SQL().QueryContext(ctx, `SELECT key_id, status, failed, attempts, attempted, strategy, premium
 			FROM usage_records WHERE workspace_id = $1 ORDER BY created_at, id`, w.acct.WorkspaceID)
 		if err != nil {
 			w.t.Fatal(err)
@@ -215,7 +216,7 @@ func (w *proxyWorld) waitUsage(n int) []usageRow {
 		var out []usageRow
 		for rows.Next() {
 			var u usageRow
-			if err := rows.Scan(&u.KeyID, &u.Status, &u.Failed, &u.Attempts, &u.Attempted, &u.Strategy); err != nil {
+			if err := rows.Scan(&u.KeyID, &u.Status, &u.Failed, &u.Attempts, &u.Attempted, &u.Strategy, &u.Premium); err != nil {
 				w.t.Fatal(err)
 			}
 			out = append(out, u)

@@ -82,6 +82,16 @@ func (s *Service) EffectivePlan(ctx context.Context, workspaceID string) (*apiwa
 	return p, wb.Settings, nil
 }
 
+// PremiumRouting reports whether the workspace has premium routing on
+// (proxy.RoutingSettings).
+func (s *Service) PremiumRouting(ctx context.Context, workspaceID string) (bool, error) {
+	wb, err := s.store.FindWorkspaceBilling(ctx, workspaceID)
+	if err != nil {
+		return false, err
+	}
+	return wb.Settings.PremiumRouting, nil
+}
+
 // findPlan returns the effective plan id. A workspace on a plan that is not
 // in the table is an internal error: plans are never deleted.
 func (s *Service) findPlan(ctx context.Context, id string) (*apiwallet.Plan, error) {

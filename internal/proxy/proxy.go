@@ -83,6 +83,8 @@ type Proxy struct {
 	quota     quota.Counter
 	plans     quota.Plans
 	alerts    QuarantineAlerter
+	routing   RoutingSettings
+	premium   *ttlCache[string, bool]
 	audit     apiwallet.AuditStore
 	log       *slog.Logger
 	opts      Options
@@ -118,6 +120,17 @@ type Deps struct {
 	Plans quota.Plans
 	// Alerts is told when a key is quarantined; optional.
 	Alerts QuarantineAlerter
+	// Routing tells whether a workspace has premium routing on; nil means
+	// on for everyone.
+	Routing RoutingSettings
+}
+
+// RoutingSettings reads a workspace's routing setting (*billing.Service).
+type RoutingSettings interface {
+	// PremiumRouting reports whether the workspace routes with cost
+	// strategies and cross-key fallback. Without it a call goes to the
+	// first usable key in priority order, one attempt.
+	PremiumRouting(ctx context.Context, workspaceID string) (bool, error)
 }
 
 // QuarantineAlerter raises the key_quarantined alert (*alerts.Service).
@@ -148,7 +161,7 @@ func New(d Deps, o Options) *Proxy {
 	p := &Proxy{
 		catalog: d.Catalog, router: d.Router, auth: d.Auth, keys: d.Keys, counter: d.Counter,
 		recorder: d.Recorder, limiter: d.Limiter, audit: d.Audit, log: d.Log, opts: o, epoch: d.Epoch, now: d.Now,
-		quota: d.Quota, plans: d.Plans, alerts: d.Alerts,
+		quota: d.Quota, plans: d.Plans, alerts: d.Alerts, routing: d.Routing,
 		transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -164,6 +177,7 @@ func New(d Deps, o Options) *Proxy {
 		},
 	}
 	p.callers = newTTLCache[[32]byte, *caller](p.epoch, o.CacheTTL, 100_000)
+	p.premium = newTTLCache[string, bool](p.epoch, o.CacheTTL, 100_000)
 	p.keysets = newTTLCache[string, *keySet](p.epoch, o.CacheTTL, 100_000)
 	p.secrets = newTTLCache[string, []byte](p.epoch, o.CacheTTL, 200_000)
 	p.used = &usedCounters{}
@@ -436,6 +450,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		}
 		strategy = st
 	}
+	attempts := routing.MaxAttempts
+	premium, err := p.premiumRouting(ctx, c.workspaceID)
+	if err != nil {
+		p.refuse(w, r, svc, err)
+		return
+	}
+	if !premium {
+		strategy, attempts = routing.StrategyPriority, 1
+	}
 	if c.token != nil && raw == r.URL.Query().Get(svc.Auth.Name) {
 		req.credential = raw
 	}
@@ -479,8 +502,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 	}
 	now := p.now()
 	var planBuf [routing.MaxAttempts]routing.Candidate
-	plan := ks.set.Plan(planBuf[:0], strategy, now, routing.MaxAttempts)
+	plan := ks.set.Plan(planBuf[:0], strategy, now, attempts)
 	fallback := p.opts.FallbackKeys[svc.Name]
+	if !premium && len(plan) > 0 {
+		fallback = "" // the operator's key is a fallback too
+	}
 	if len(plan) == 0 && fallback == "" {
 		p.noKey(w, r, svc, ks, nil, now)
 		return
@@ -806,4 +832,22 @@ func (b *clientBody) failed() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.err
+}
+
+// premiumRouting reads the workspace's routing setting, cached.
+func (p *Proxy) premiumRouting(ctx context.Context, workspaceID string) (bool, error) {
+	if p.routing == nil {
+		return true, nil
+	}
+	now := p.now().UnixNano()
+	if v, ok := p.premium.get(workspaceID, now); ok {
+		return v, nil
+	}
+	epoch := p.epoch.Load()
+	v, err := p.routing.PremiumRouting(ctx, workspaceID)
+	if err != nil {
+		return false, err
+	}
+	p.premium.put(workspaceID, v, epoch, now)
+	return v, nil
 }
