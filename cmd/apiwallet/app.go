@@ -211,7 +211,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	alertSvc := alerts.New(a.db, keys, a.log, alerts.Options{AllowPrivate: a.cfg.AlertWebhookAllowPrivate})
 	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
 		Counter: a.db, Recorder: recorder, Audit: a.db, Limiter: a.limiter, Log: a.log, Epoch: epoch,
-		Quota: a.quota, Plans: plans, Alerts: alertSvc, Routing: bill},
+		Quota: a.quota, Plans: plans, Alerts: alertSvc, Policies: bill},
 		proxy.Options{FallbackKeys: a.cfg.FallbackKeys, RatePerMinute: a.cfg.MaxRequestsPerMinute})
 	a.invalidateOnCommit(ctx, px.Epoch())
 	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: authSvc, DB: a.db, Keys: keys,

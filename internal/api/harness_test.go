@@ -112,7 +112,7 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 	bill := billing.New(db, db, billing.Options{FreeQuota: &freeQuota, RatePerMinute: cfg.MaxRequestsPerMinute})
 	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
 		Counter: db, Recorder: recorder, Audit: db, Limiter: authSvc.Limiter, Log: log, Epoch: epoch, Alerts: alertSvc,
-		Quota: quota.NewMemory(db, 1), Plans: quota.NewCachedPlans(bill, time.Minute, epoch), Routing: bill},
+		Quota: quota.NewMemory(db, 1), Plans: quota.NewCachedPlans(bill, time.Minute, epoch), Policies: bill},
 		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
 	db.OnCommit = px.Epoch().Bump
 	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Keys: keys,

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"github.com/apikeywallet/apiwallet"
 	"io"
 	"net/http"
 	"sync/atomic"
@@ -75,5 +76,36 @@ func TestProxyWithoutPremiumRouting(t *testing.T) {
 	rows := pw.waitUsage(1)
 	if rows[0].Premium {
 		t.Fatalf("usage record marked premium: %+v", rows[0])
+	}
+}
+
+// The workspace's rate limit is its plan's: an admin who gives the Free
+// plan 2 calls a minute makes the third call a 429 naming that limit.
+func TestProxyRateLimitFollowsPlan(t *testing.T) {
+	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"id":"ch_1"}`)
+	})
+	ts := proxySQLite(t, "STRIPE_BASE_URL="+up.URL)
+	pw := newProxyWorld(t, ts)
+	pw.addKey("stripe", "sk_test_planrate00000000000001", "paid", -1)
+	_, tok := pw.token("stripe")
+	admin := ts.register("root@example.com")
+	role := apiwallet.RoleAdmin
+	if _, err := ts.db.UpdateUser(t.Context(), admin.ID, apiwallet.UserUpdate{Role: &role}, nil); err != nil {
+		t.Fatal(err)
+	}
+	admin.Token = ts.do("POST", "/auth/login", "", map[string]string{"email": admin.Email,
+		"password": "correct horse battery"}).want(t, 200).JSON()["token"].(string)
+	ts.do("PUT", "/admin/plans/free", admin.Token, map[string]any{"ratePerMinute": 2}).want(t, 200)
+
+	for i := range 2 {
+		r := pw.call("GET", "/proxy/stripe/v1/charges", tok, nil).want(t, 200)
+		if r.Header.Get("RateLimit-Limit") != "2" {
+			t.Fatalf("call %d: RateLimit-Limit %q, want the plan's 2", i, r.Header.Get("RateLimit-Limit"))
+		}
+	}
+	r := pw.call("GET", "/proxy/stripe/v1/charges", tok, nil).want(t, http.StatusTooManyRequests)
+	if r.Header.Get("X-Wallet-Limit") != "workspace-rate" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("third call: limit %q retry %q", r.Header.Get("X-Wallet-Limit"), r.Header.Get("Retry-After"))
 	}
 }

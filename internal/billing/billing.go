@@ -82,14 +82,14 @@ func (s *Service) EffectivePlan(ctx context.Context, workspaceID string) (*apiwa
 	return p, wb.Settings, nil
 }
 
-// PremiumRouting reports whether the workspace has premium routing on
-// (proxy.RoutingSettings).
-func (s *Service) PremiumRouting(ctx context.Context, workspaceID string) (bool, error) {
-	wb, err := s.store.FindWorkspaceBilling(ctx, workspaceID)
+// WorkspacePolicy reports whether the workspace has premium routing on and
+// its plan's calls per minute (proxy.Policies).
+func (s *Service) WorkspacePolicy(ctx context.Context, workspaceID string) (bool, int, error) {
+	p, settings, err := s.EffectivePlan(ctx, workspaceID)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	return wb.Settings.PremiumRouting, nil
+	return settings.PremiumRouting, s.RatePerMinute(p), nil
 }
 
 // findPlan returns the effective plan id. A workspace on a plan that is not

@@ -83,8 +83,8 @@ type Proxy struct {
 	quota     quota.Counter
 	plans     quota.Plans
 	alerts    QuarantineAlerter
-	routing   RoutingSettings
-	premium   *ttlCache[string, bool]
+	policies  Policies
+	policy    *ttlCache[string, policy]
 	audit     apiwallet.AuditStore
 	log       *slog.Logger
 	opts      Options
@@ -120,17 +120,25 @@ type Deps struct {
 	Plans quota.Plans
 	// Alerts is told when a key is quarantined; optional.
 	Alerts QuarantineAlerter
-	// Routing tells whether a workspace has premium routing on; nil means
-	// on for everyone.
-	Routing RoutingSettings
+	// Policies gives each workspace's routing setting and rate limit; nil
+	// means premium routing for everyone at Options.RatePerMinute.
+	Policies Policies
 }
 
-// RoutingSettings reads a workspace's routing setting (*billing.Service).
-type RoutingSettings interface {
-	// PremiumRouting reports whether the workspace routes with cost
-	// strategies and cross-key fallback. Without it a call goes to the
-	// first usable key in priority order, one attempt.
-	PremiumRouting(ctx context.Context, workspaceID string) (bool, error)
+// Policies reads what a workspace's plan and settings say about its calls
+// (*billing.Service).
+type Policies interface {
+	// WorkspacePolicy reports whether the workspace routes with cost
+	// strategies and cross-key fallback (without it a call goes to the
+	// first usable key in priority order, one attempt), and its plan's
+	// calls per minute (0: the default).
+	WorkspacePolicy(ctx context.Context, workspaceID string) (premium bool, ratePerMinute int, err error)
+}
+
+// policy is a workspace's cached Policies answer.
+type policy struct {
+	premium bool
+	rate    int
 }
 
 // QuarantineAlerter raises the key_quarantined alert (*alerts.Service).
@@ -161,7 +169,7 @@ func New(d Deps, o Options) *Proxy {
 	p := &Proxy{
 		catalog: d.Catalog, router: d.Router, auth: d.Auth, keys: d.Keys, counter: d.Counter,
 		recorder: d.Recorder, limiter: d.Limiter, audit: d.Audit, log: d.Log, opts: o, epoch: d.Epoch, now: d.Now,
-		quota: d.Quota, plans: d.Plans, alerts: d.Alerts, routing: d.Routing,
+		quota: d.Quota, plans: d.Plans, alerts: d.Alerts, policies: d.Policies,
 		transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -177,7 +185,7 @@ func New(d Deps, o Options) *Proxy {
 		},
 	}
 	p.callers = newTTLCache[[32]byte, *caller](p.epoch, o.CacheTTL, 100_000)
-	p.premium = newTTLCache[string, bool](p.epoch, o.CacheTTL, 100_000)
+	p.policy = newTTLCache[string, policy](p.epoch, o.CacheTTL, 100_000)
 	p.keysets = newTTLCache[string, *keySet](p.epoch, o.CacheTTL, 100_000)
 	p.secrets = newTTLCache[string, []byte](p.epoch, o.CacheTTL, 200_000)
 	p.used = &usedCounters{}
@@ -427,7 +435,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 			msg: fmt.Sprintf("this wallet access token is not scoped to %s", svc.Name)})
 		return
 	}
-	if err := p.rateLimit(ctx, w, c); err != nil {
+	pol, err := p.workspacePolicy(ctx, c.workspaceID)
+	if err != nil {
+		p.refuse(w, r, svc, err)
+		return
+	}
+	if err := p.rateLimit(ctx, w, c, pol.rate); err != nil {
 		p.refuse(w, r, svc, err)
 		return
 	}
@@ -450,12 +463,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		}
 		strategy = st
 	}
-	attempts := routing.MaxAttempts
-	premium, err := p.premiumRouting(ctx, c.workspaceID)
-	if err != nil {
-		p.refuse(w, r, svc, err)
-		return
-	}
+	attempts, premium := routing.MaxAttempts, pol.premium
 	if !premium {
 		strategy, attempts = routing.StrategyPriority, 1
 	}
@@ -717,15 +725,18 @@ func dropQueryValue(rawQuery, v string) string {
 // rateLimit applies the workspace's limit and, when the token sets one, the
 // token's; it sets the RateLimit-* headers of the tighter one. A refusal
 // names the limit that fired, its window, what remains and when it resets.
-func (p *Proxy) rateLimit(ctx context.Context, w http.ResponseWriter, c *caller) error {
-	if p.limiter == nil || p.opts.RatePerMinute <= 0 {
+func (p *Proxy) rateLimit(ctx context.Context, w http.ResponseWriter, c *caller, rate int) error {
+	if rate <= 0 {
+		rate = p.opts.RatePerMinute
+	}
+	if p.limiter == nil || rate <= 0 {
 		return nil
 	}
 	type check struct {
 		name, key string
 		limit     ratelimit.Limit
 	}
-	checks := [2]check{{"workspace-rate", "rl:ws:" + c.workspaceID, ratelimit.PerMinute(p.opts.RatePerMinute)}}
+	checks := [2]check{{"workspace-rate", "rl:ws:" + c.workspaceID, ratelimit.PerMinute(rate)}}
 	n := 1
 	if c.token != nil && c.token.RateLimitPerMinute > 0 {
 		checks[1] = check{"token-rate", "rl:tok:" + c.token.ID, ratelimit.PerMinute(c.token.RateLimitPerMinute)}
@@ -834,20 +845,21 @@ func (b *clientBody) failed() error {
 	return b.err
 }
 
-// premiumRouting reads the workspace's routing setting, cached.
-func (p *Proxy) premiumRouting(ctx context.Context, workspaceID string) (bool, error) {
-	if p.routing == nil {
-		return true, nil
+// workspacePolicy reads the workspace's policy, cached.
+func (p *Proxy) workspacePolicy(ctx context.Context, workspaceID string) (policy, error) {
+	if p.policies == nil {
+		return policy{premium: true}, nil
 	}
 	now := p.now().UnixNano()
-	if v, ok := p.premium.get(workspaceID, now); ok {
+	if v, ok := p.policy.get(workspaceID, now); ok {
 		return v, nil
 	}
 	epoch := p.epoch.Load()
-	v, err := p.routing.PremiumRouting(ctx, workspaceID)
+	premium, rate, err := p.policies.WorkspacePolicy(ctx, workspaceID)
 	if err != nil {
-		return false, err
+		return policy{}, err
 	}
-	p.premium.put(workspaceID, v, epoch, now)
+	v := policy{premium: premium, rate: rate}
+	p.policy.put(workspaceID, v, epoch, now)
 	return v, nil
 }
