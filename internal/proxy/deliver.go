@@ -82,7 +82,7 @@ func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *
 				h.Set("Content-Length", strconv.Itoa(len(b)))
 				w.WriteHeader(res.StatusCode)
 				n, _ := w.Write(b)
-				p.record(c, svc, req, strategy, tried, keyID, res.StatusCode, failed, start, upstreamDur, bytesIn, int64(n))
+				p.record(c, svc, ks, req, strategy, tried, keyID, res.StatusCode, failed, start, upstreamDur, bytesIn, int64(n))
 				return
 			}
 		}
@@ -135,7 +135,7 @@ func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *
 		}
 	}
 	p.bufs.Put(bp)
-	p.record(c, svc, req, strategy, tried, keyID, res.StatusCode, failed || upstreamBroke, start, upstreamDur, bytesIn, out)
+	p.record(c, svc, ks, req, strategy, tried, keyID, res.StatusCode, failed || upstreamBroke, start, upstreamDur, bytesIn, out)
 	if upstreamBroke {
 		// The client must see a broken stream, not a clean end of a half
 		// answer. ErrAbortHandler makes net/http drop the connection
@@ -212,7 +212,7 @@ func maskOf(secret string) string {
 }
 
 // record hands one usage record to the recorder.
-func (p *Proxy) record(c *caller, svc *catalog.Service, req *request, strategy routing.Strategy, tried []attempt,
+func (p *Proxy) record(c *caller, svc *catalog.Service, ks *keySet, req *request, strategy routing.Strategy, tried []attempt,
 	keyID string, status int, failed bool, start time.Time, upstream time.Duration, in, out int64) {
 	if p.recorder == nil {
 		return
@@ -243,22 +243,13 @@ func (p *Proxy) record(c *caller, svc *catalog.Service, req *request, strategy r
 	}
 	u.Attempted = b.String()
 	if !failed && keyID != "" {
-		if tier := p.tierOf(c.workspaceID, svc.Name, keyID); tier == routing.TierFree {
+		if ks.tiers[keyID] == routing.TierFree {
 			u.SavedMicros = svc.PriceMicros
 		} else {
 			u.CostMicros = svc.PriceMicros
 		}
 	}
 	p.recorder.Record(u)
-}
-
-func (p *Proxy) tierOf(workspaceID, service, keyID string) string {
-	if ks, ok := p.keysets.get(workspaceID+"\x00"+service, p.now().UnixNano()); ok {
-		if t, ok := ks.tiers[keyID]; ok {
-			return t
-		}
-	}
-	return routing.TierPaid
 }
 
 // refuse writes a wallet refusal. Errors that are not refusals are

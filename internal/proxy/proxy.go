@@ -574,7 +574,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 			// The client's own body failed (too large, or cut off): not
 			// the key's fault, and the client's error to hear.
 			tried = append(tried, attempt{keyID: keyID, reason: "client_body"})
-			p.record(c, svc, req, strategy, tried, keyID, 413, true, start, upstreamDur, 0, 0)
+			p.record(c, svc, ks, req, strategy, tried, keyID, 413, true, start, upstreamDur, 0, 0)
 			var mbe *http.MaxBytesError
 			if errors.As(streamed.failed(), &mbe) {
 				p.refuse(w, r, svc, p.tooLarge())
@@ -588,7 +588,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 			// answer. The call is recorded as failed.
 			sent = sent || !isDialError(err)
 			tried = append(tried, attempt{keyID: keyID, reason: "client_gone"})
-			p.record(c, svc, req, strategy, tried, keyID, 0, true, start, upstreamDur, 0, 0)
+			p.record(c, svc, ks, req, strategy, tried, keyID, 0, true, start, upstreamDur, 0, 0)
 			return
 		}
 		if err != nil {
@@ -604,7 +604,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 			if ctx.Err() != nil {
 				return // the client went away
 			}
-			p.record(c, svc, req, strategy, tried, keyID, 502, true, start, upstreamDur, 0, 0)
+			p.record(c, svc, ks, req, strategy, tried, keyID, 502, true, start, upstreamDur, 0, 0)
 			p.noKey(w, r, svc, ks, tried, now)
 			return
 		}
@@ -645,7 +645,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		break
 	}
 	if last == nil {
-		p.record(c, svc, req, strategy, tried, "", 503, true, start, upstreamDur, 0, 0)
+		p.record(c, svc, ks, req, strategy, tried, "", 503, true, start, upstreamDur, 0, 0)
 		p.noKey(w, r, svc, ks, tried, p.now())
 		return
 	}
