@@ -150,7 +150,7 @@ const invalidationChannel = "apiwallet:invalidate"
 
 // invalidateOnCommit empties the proxy's caches after every committed
 // change, here and, through Redis, on every other instance.
-func (a *app) invalidateOnCommit(ctx context.Context, epoch *proxy.Epoch) {
+func (a *app) invalidateOnCommit(ctx context.Context, epoch *proxy.Epoch, onRemote func()) {
 	if a.redis == nil {
 		a.db.OnCommit = epoch.Bump
 		return
@@ -170,6 +170,7 @@ func (a *app) invalidateOnCommit(ctx context.Context, epoch *proxy.Epoch) {
 		for msg := range sub.Channel() {
 			if msg.Payload != self {
 				epoch.Bump()
+				onRemote()
 			}
 		}
 	}()
@@ -197,6 +198,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	reg := prometheus.NewRegistry()
 	authSvc := a.authService()
 	cat := catalog.New()
+	if err := catalog.Restore(ctx, a.db, cat); err != nil {
+		return err
+	}
 	if err := cat.ApplyEnv(a.cfg.BaseURLs); err != nil {
 		return err
 	}
@@ -213,10 +217,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		Counter: a.db, Recorder: recorder, Audit: a.db, Limiter: a.limiter, Log: a.log, Epoch: epoch,
 		Quota: a.quota, Plans: plans, Alerts: alertSvc, Policies: bill},
 		proxy.Options{FallbackKeys: a.cfg.FallbackKeys, RatePerMinute: a.cfg.MaxRequestsPerMinute})
-	a.invalidateOnCommit(ctx, px.Epoch())
+	a.invalidateOnCommit(ctx, px.Epoch(), func() {
+		// Another instance changed something, perhaps the catalog.
+		if err := catalog.Restore(context.Background(), a.db, cat); err != nil {
+			a.log.Warn("reload service catalog", "err", err)
+		}
+	})
 	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: authSvc, DB: a.db, Keys: keys,
 		Teams: &team.Service{Store: a.db}, Accounts: a.accountService(), Registry: reg,
-		Proxy: px, Catalog: cat, Billing: bill, Alerts: alertSvc,
+		Proxy: px, Catalog: cat, CatalogStore: a.db, Billing: bill, Alerts: alertSvc,
 		Stripe: stripebilling.New(stripebilling.ConfigFrom(a.cfg), a.db, alertSvc, a.log)}
 	evaluator := &alerts.Evaluator{Alerts: alertSvc, Store: a.db, Usage: a.db, Log: a.log, Interval: a.cfg.AlertEvalInterval,
 		IncludedCalls: func(ctx context.Context, workspaceID string) (int64, error) {

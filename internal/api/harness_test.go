@@ -101,6 +101,9 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 	teams, accounts := newTeamServices(db, authSvc.Limiter)
 	reg := prometheus.NewRegistry()
 	cat := catalog.New()
+	if err := catalog.Restore(ctx, db, cat); err != nil {
+		t.Fatal(err)
+	}
 	if err := cat.ApplyEnv(cfg.BaseURLs); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +119,7 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
 	db.OnCommit = px.Epoch().Bump
 	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Keys: keys,
-		Teams: teams, Accounts: accounts, Registry: reg, Proxy: px, Catalog: cat, Billing: bill,
+		Teams: teams, Accounts: accounts, Registry: reg, Proxy: px, Catalog: cat, CatalogStore: db, Billing: bill,
 		Stripe: stripebilling.New(stripebilling.ConfigFrom(cfg), db, alertSvc, log), Alerts: alertSvc})
 	ts := &testServer{Server: httptest.NewServer(srv), t: t, db: db, cfg: cfg, keys: keys, logs: logs,
 		proxy: px, recorder: recorder, alerts: alertSvc}

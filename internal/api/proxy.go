@@ -64,12 +64,7 @@ func (s *Server) adminPutService(w http.ResponseWriter, r *http.Request, p *Prin
 		return &apiwallet.Error{Code: apiwallet.EINVALID, Message: "the request has invalid fields",
 			Fields: []apiwallet.FieldError{{Field: "name", Detail: "must match the name in the path"}}}
 	}
-	if err := s.Catalog.Put(in); err != nil {
-		return &apiwallet.Error{Code: apiwallet.EINVALID, Message: "the request has invalid fields",
-			Fields: []apiwallet.FieldError{{Field: "service", Detail: err.Error()}}}
-	}
-	ev := p.auditEvent(r, "service.put", "service", in.Name)
-	if err := s.Auth.Audit.AppendAudit(r.Context(), ev); err != nil {
+	if err := catalog.SavePut(r.Context(), s.CatalogStore, s.Catalog, in, p.auditEvent(r, "service.put", "service", in.Name)); err != nil {
 		return err
 	}
 	svc, _ := s.Catalog.Get(in.Name)
@@ -83,10 +78,8 @@ func (s *Server) adminDeleteService(w http.ResponseWriter, r *http.Request, p *P
 	if err := requireAdmin(p); err != nil {
 		return err
 	}
-	if err := s.Catalog.Delete(r.PathValue("name")); err != nil {
-		return apiwallet.Errorf(apiwallet.ENOTFOUND, "service not found")
-	}
-	if err := s.Auth.Audit.AppendAudit(r.Context(), p.auditEvent(r, "service.delete", "service", r.PathValue("name"))); err != nil {
+	name := r.PathValue("name")
+	if err := catalog.SaveDelete(r.Context(), s.CatalogStore, s.Catalog, name, p.auditEvent(r, "service.delete", "service", name)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -48,8 +48,10 @@ type Deps struct {
 	Accounts *account.Service
 	// Proxy forwards calls to upstream services; nil disables proxying.
 	Proxy *proxy.Proxy
-	// Catalog is the service catalog.
-	Catalog *catalog.Catalog
+	// Catalog is the service catalog, and CatalogStore where admin edits
+	// of it are saved.
+	Catalog      *catalog.Catalog
+	CatalogStore apiwallet.CatalogStore
 	// Billing serves plans, invoices and the business report; nil answers
 	// the billing routes with 503.
 	Billing *billing.Service

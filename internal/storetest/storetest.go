@@ -24,6 +24,7 @@ type Store interface {
 	apiwallet.BillingStore
 	apiwallet.AlertStore
 	apiwallet.StripeStore
+	apiwallet.CatalogStore
 }
 
 // Run runs the whole suite; newStore returns an empty, migrated store.
@@ -40,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("Billing", func(t *testing.T) { testBilling(t, newStore) })
 	t.Run("Alerts", func(t *testing.T) { testAlerts(t, newStore) })
 	t.Run("Stripe", func(t *testing.T) { testStripe(t, newStore) })
+	t.Run("Catalog", func(t *testing.T) { testCatalog(t, newStore(t)) })
 }
 
 // MustCreateUser creates a user with a personal workspace.
