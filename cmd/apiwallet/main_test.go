@@ -210,8 +210,10 @@ func TestZeroConfigServe(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secrets.json mode %v, want 0600", fi.Mode().Perm())
 	}
-	if _, err := os.Stat(filepath.Join(dir, "data", "apiwallet.db")); err != nil {
+	if fi, err := os.Stat(filepath.Join(dir, "data", "apiwallet.db")); err != nil {
 		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("apiwallet.db mode %v, want 0600", fi.Mode().Perm())
 	}
 	if !w.waitLog("generated JWT_SECRET and ENCRYPTION_KEY") {
 		t.Fatal("no log line about the generated secrets")
