@@ -74,7 +74,8 @@ func (p *Proxy) ServeCall(w http.ResponseWriter, r *http.Request, call *Call, es
 	ctx := r.Context()
 	name := strings.ToLower(call.Service)
 	if name == "" {
-		c, err := p.authenticate(ctx, credential(r, nil), r.Header.Get("X-Workspace-Id"))
+		raw, _ := credential(r, nil)
+		c, err := p.authenticate(ctx, raw, r.Header.Get("X-Workspace-Id"))
 		if err != nil {
 			p.refuse(w, r, nil, err)
 			return

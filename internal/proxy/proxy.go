@@ -239,35 +239,35 @@ var (
 // credential finds the wallet credential the client sent, wherever its SDK
 // puts an API key: Authorization (Bearer, or Basic with the key as user),
 // x-api-key, or the service's own query parameter.
-func credential(r *http.Request, svc *catalog.Service) string {
+//
+// inQuery reports that it came as the query parameter, which must then be
+// dropped before the call is forwarded.
+func credential(r *http.Request, svc *catalog.Service) (raw string, inQuery bool) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, v, _ := strings.Cut(h, " ")
-		v = strings.TrimSpace(v)
 		switch {
 		case strings.EqualFold(scheme, "Bearer"):
-			return v
+			return strings.TrimSpace(v), false
 		case strings.EqualFold(scheme, "Basic"):
-			if r2 := (&http.Request{Header: http.Header{"Authorization": {h}}}); true {
-				if u, _, ok := r2.BasicAuth(); ok {
-					return u
-				}
+			if u, _, ok := r.BasicAuth(); ok {
+				return u, false
 			}
 		}
 	}
 	if v := r.Header.Get("X-Api-Key"); v != "" {
-		return v
+		return v, false
 	}
 	if svc != nil && svc.Auth.Kind == catalog.AuthHeader {
 		if v := r.Header.Get(svc.Auth.Name); v != "" {
-			return v
+			return v, false
 		}
 	}
 	if svc != nil && svc.Auth.Kind == catalog.AuthQuery && r.URL.RawQuery != "" {
 		if v := r.URL.Query().Get(svc.Auth.Name); v != "" {
-			return v
+			return v, true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // authenticate resolves the credential, from the cache when it can.
@@ -376,7 +376,7 @@ func (p *Proxy) ServeRoot(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if name == "" {
-		raw := credential(r, nil)
+		raw, _ := credential(r, nil)
 		if raw == "" {
 			// Without a credential this is not a proxy call: a plain 404.
 			p.refuse(w, r, nil, &refusal{status: 404, code: "not_found", slug: "not-found",
@@ -424,7 +424,7 @@ type attempt struct {
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, req *request) {
 	ctx := r.Context()
 	svc := &req.svc
-	raw := credential(r, svc)
+	raw, inQuery := credential(r, svc)
 	c, err := p.authenticate(ctx, raw, r.Header.Get("X-Workspace-Id"))
 	if err != nil {
 		p.refuse(w, r, svc, err)
@@ -467,7 +467,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 	if !premium {
 		strategy, attempts = routing.StrategyPriority, 1
 	}
-	if c.token != nil && raw == r.URL.Query().Get(svc.Auth.Name) {
+	if inQuery {
 		req.credential = raw
 	}
 
