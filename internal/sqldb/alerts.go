@@ -170,17 +170,16 @@ func (db *DB) FindAlerts(ctx context.Context, f apiwallet.AlertFilter) (_ []*api
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}
-	var args []any
-	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
-	where := []string{"workspace_id = " + arg(f.WorkspaceID)}
+	var w filter
+	w.where("workspace_id = %s", f.WorkspaceID)
 	if f.Kind != "" {
-		where = append(where, "kind = "+arg(f.Kind))
+		w.where("kind = %s", f.Kind)
 	}
 	if f.Before != "" {
-		where = append(where, "id < "+arg(f.Before))
+		w.where("id < %s", f.Before)
 	}
-	return db.queryAlerts(ctx, `SELECT `+alertColumns+` FROM alerts WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY id DESC LIMIT `+arg(f.Limit), args...)
+	q := `SELECT ` + alertColumns + ` FROM alerts` + w.clause() + ` ORDER BY id DESC LIMIT ` + w.arg(f.Limit)
+	return db.queryAlerts(ctx, q, w.args...)
 }
 
 func (db *DB) queryAlerts(ctx context.Context, q string, args ...any) ([]*apiwallet.Alert, error) {

@@ -117,41 +117,34 @@ func (db *DB) FindAuditEvents(ctx context.Context, f apiwallet.AuditFilter) (_ [
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
+	var w filter
 	switch {
 	case f.WorkspaceID != "" && f.ActorID != "":
-		where = append(where, "(workspace_id = "+arg(f.WorkspaceID)+" OR actor_id = "+arg(f.ActorID)+")")
+		w.where("(workspace_id = %s OR actor_id = %s)", f.WorkspaceID, f.ActorID)
 	case f.WorkspaceID != "":
-		where = append(where, "workspace_id = "+arg(f.WorkspaceID))
+		w.where("workspace_id = %s", f.WorkspaceID)
 	case f.ActorID != "":
-		where = append(where, "actor_id = "+arg(f.ActorID))
+		w.where("actor_id = %s", f.ActorID)
 	}
 	if f.UserID != "" {
-		where = append(where, "actor_id = "+arg(f.UserID))
+		w.where("actor_id = %s", f.UserID)
 	}
 	if prefix, ok := strings.CutSuffix(f.Action, "."); ok {
-		where = append(where, "action LIKE "+arg(strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix)+".%")+` ESCAPE '\'`)
+		w.where(`action LIKE %s ESCAPE '\'`, strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix)+".%")
 	} else if f.Action != "" {
-		where = append(where, "action = "+arg(f.Action))
+		w.where("action = %s", f.Action)
 	}
 	if !f.Since.IsZero() {
-		where = append(where, "created_at >= "+arg(micros(f.Since)))
+		w.where("created_at >= %s", micros(f.Since))
 	}
 	if !f.Until.IsZero() {
-		where = append(where, "created_at < "+arg(micros(f.Until)))
+		w.where("created_at < %s", micros(f.Until))
 	}
 	if f.Before > 0 {
-		where = append(where, "seq < "+arg(f.Before))
+		w.where("seq < %s", f.Before)
 	}
-	q := `SELECT ` + auditColumns + ` FROM audit_events`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY seq DESC LIMIT " + arg(f.Limit)
+	q := `SELECT ` + auditColumns + ` FROM audit_events` + w.clause() + ` ORDER BY seq DESC LIMIT ` + w.arg(f.Limit)
+	args := w.args
 	rows, err := db.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err

@@ -157,23 +157,22 @@ func (db *DB) FindKeys(ctx context.Context, f apiwallet.KeyFilter) (_ []*apiwall
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}
-	var args []any
-	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
-	where := []string{"workspace_id = " + arg(f.WorkspaceID)}
+	var w filter
+	w.where("workspace_id = %s", f.WorkspaceID)
 	if f.Service != "" {
-		where = append(where, "service = "+arg(f.Service))
+		w.where("service = %s", f.Service)
 	}
 	if f.Tier != "" {
-		where = append(where, "tier = "+arg(string(f.Tier)))
+		w.where("tier = %s", string(f.Tier))
 	}
 	if f.Enabled != nil {
-		where = append(where, "enabled = "+arg(*f.Enabled))
+		w.where("enabled = %s", *f.Enabled)
 	}
 	if f.After != "" {
-		where = append(where, "id > "+arg(f.After))
+		w.where("id > %s", f.After)
 	}
-	q := `SELECT ` + keyColumns + ` FROM api_keys WHERE ` + strings.Join(where, " AND ") +
-		` ORDER BY id LIMIT ` + arg(f.Limit)
+	q := `SELECT ` + keyColumns + ` FROM api_keys` + w.clause() + ` ORDER BY id LIMIT ` + w.arg(f.Limit)
+	args := w.args
 	rows, err := db.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
