@@ -23,6 +23,7 @@ import (
 	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
 	"github.com/apikeywallet/apiwallet/internal/routing"
+	"github.com/apikeywallet/apiwallet/internal/upstream"
 )
 
 // Authenticator turns a credential into who is calling.
@@ -88,7 +89,7 @@ type Proxy struct {
 	audit     apiwallet.AuditStore
 	log       *slog.Logger
 	opts      Options
-	transport *http.Transport
+	transport *upstream.Client
 	epoch     *Epoch
 	now       func() time.Time
 
@@ -170,19 +171,7 @@ func New(d Deps, o Options) *Proxy {
 		catalog: d.Catalog, router: d.Router, auth: d.Auth, keys: d.Keys, counter: d.Counter,
 		recorder: d.Recorder, limiter: d.Limiter, audit: d.Audit, log: d.Log, opts: o, epoch: d.Epoch, now: d.Now,
 		quota: d.Quota, plans: d.Plans, alerts: d.Alerts, policies: d.Policies,
-		transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: o.UpstreamTimeout,
-			ExpectContinueTimeout: time.Second,
-			// Bodies pass through as the upstream encoded them.
-			DisableCompression: true,
-		},
+		transport: upstream.New(upstream.Options{ResponseHeaderTimeout: o.UpstreamTimeout}),
 	}
 	p.callers = newTTLCache[[32]byte, *caller](p.epoch, o.CacheTTL, 100_000)
 	p.policy = newTTLCache[string, policy](p.epoch, o.CacheTTL, 100_000)
@@ -200,7 +189,7 @@ func (p *Proxy) Epoch() *Epoch { return p.epoch }
 // Close flushes key-use summaries and closes idle upstream connections.
 func (p *Proxy) Close() {
 	p.touches.close()
-	p.transport.CloseIdleConnections()
+	p.transport.Close()
 }
 
 // caller is an authenticated credential, cached.
@@ -564,9 +553,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		} else if req.body != nil && req.body != http.NoBody {
 			rd = req.body
 		}
-		out := p.outbound(ctx, req, rd, secret)
+		out := p.outbound(req, rd, secret)
 		t0 := time.Now()
-		res, err := p.transport.RoundTrip(out)
+		res, err := p.transport.Do(ctx, out)
 		upstreamDur += time.Since(t0)
 		now = p.now()
 		more := i+1 < n && canRetry
@@ -659,7 +648,7 @@ func isDialError(err error) bool {
 
 // outbound builds the upstream request: the service's base URL and path,
 // the client's forwardable headers, and the key.
-func (p *Proxy) outbound(ctx context.Context, req *request, body io.Reader, secret []byte) *http.Request {
+func (p *Proxy) outbound(req *request, body io.Reader, secret []byte) *http.Request {
 	base := req.svc.URL()
 	u := &url.URL{Scheme: base.Scheme, Host: base.Host}
 	u.Path = strings.TrimSuffix(base.Path, "/") + mustUnescape(req.escPath)
@@ -677,7 +666,6 @@ func (p *Proxy) outbound(ctx context.Context, req *request, body io.Reader, secr
 		Header:     make(http.Header, len(req.header)+2),
 		Host:       base.Host,
 	}
-	out = out.WithContext(ctx)
 	extra := ""
 	if req.svc.Auth.Kind == catalog.AuthHeader {
 		extra = req.svc.Auth.Name
@@ -766,9 +754,20 @@ func (p *Proxy) rateLimit(ctx context.Context, w http.ResponseWriter, c *caller,
 }
 
 func setRateHeaders(h http.Header, d ratelimit.Decision) {
-	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
-	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(int((d.ResetAfter+time.Second-1)/time.Second)))
+	setHeaders(h, "Ratelimit-Limit", strconv.Itoa(d.Limit),
+		"Ratelimit-Remaining", strconv.Itoa(d.Remaining),
+		"Ratelimit-Reset", strconv.Itoa(int((d.ResetAfter+time.Second-1)/time.Second)))
+}
+
+// setHeaders sets each header (named in canonical form) to its value. It
+// makes one allocation for all the values where Header.Set makes one
+// each: it runs on every proxied call.
+func setHeaders(h http.Header, kv ...string) {
+	vals := make([]string, len(kv)/2)
+	for i := range vals {
+		vals[i] = kv[2*i+1]
+		h[kv[2*i]] = vals[i : i+1 : i+1]
+	}
 }
 
 // reserve counts the call against the workspace's monthly plan quota. A
