@@ -23,14 +23,12 @@ import (
 type ctxKey int
 
 const (
-	requestIDKey ctxKey = iota
-	principalKey
+	principalKey ctxKey = iota
 )
 
 // RequestID returns the request's id, set by the requestID middleware.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+	return apiwallet.RequestInfoFrom(ctx).RequestID
 }
 
 var ridEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -120,8 +118,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		start := time.Now()
 		rid := newRequestID()
 		w.Header().Set("X-Request-Id", rid)
-		ctx := context.WithValue(r.Context(), requestIDKey, rid)
-		ctx = apiwallet.WithRequestInfo(ctx, apiwallet.RequestInfo{ClientIP: s.clientIP(r), RequestID: rid})
+		ri := apiwallet.RequestInfo{ClientIP: s.clientIP(r), RequestID: rid}
+		ctx := apiwallet.WithRequestInfo(r.Context(), ri)
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		if s.metrics != nil {
@@ -133,7 +131,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					// The proxy aborts a response on purpose when the
 					// upstream breaks off: let net/http drop the connection.
-					s.finish(sw, r, start)
+					s.finish(sw, r, start, ri)
 					panic(v)
 				}
 				s.log.ErrorContext(ctx, "panic", "request_id", rid, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
@@ -141,13 +139,13 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					writeError(sw, r, s.log, errors.New("panic"))
 				}
 			}
-			s.finish(sw, r, start)
+			s.finish(sw, r, start, ri)
 		}()
 		next.ServeHTTP(sw, r)
 	})
 }
 
-func (s *Server) finish(sw *statusWriter, r *http.Request, start time.Time) {
+func (s *Server) finish(sw *statusWriter, r *http.Request, start time.Time, ri apiwallet.RequestInfo) {
 	if sw.status == 0 {
 		sw.status = http.StatusOK
 	}
@@ -171,14 +169,14 @@ func (s *Server) finish(sw *statusWriter, r *http.Request, start time.Time) {
 	// The query string is left out: upstream APIs such as OpenWeather take
 	// their key as a query parameter.
 	s.log.LogAttrs(r.Context(), level, "request",
-		slog.String("request_id", RequestID(r.Context())),
+		slog.String("request_id", ri.RequestID),
 		slog.String("method", r.Method),
 		slog.String("route", route),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", sw.status),
 		slog.Int64("bytes", sw.bytes),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-		slog.String("client_ip", s.clientIP(r)),
+		slog.String("client_ip", ri.ClientIP),
 	)
 }
 

@@ -48,11 +48,11 @@ func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *
 			}
 		}
 	}
-	h.Set("X-Wallet-Key-Id", keyID)
-	h.Set("X-Wallet-Attempts", strconv.Itoa(len(tried)))
-	h.Set("X-Wallet-Strategy", string(strategy))
 	overhead := p.now().Sub(start) - upstreamDur
-	h.Set("X-Wallet-Overhead-Ms", strconv.FormatFloat(float64(overhead.Microseconds())/1000, 'f', 3, 64))
+	setHeaders(h, "X-Wallet-Key-Id", keyID,
+		"X-Wallet-Attempts", strconv.Itoa(len(tried)),
+		"X-Wallet-Strategy", string(strategy),
+		"X-Wallet-Overhead-Ms", strconv.FormatFloat(float64(overhead.Microseconds())/1000, 'f', 3, 64))
 
 	failed := res.StatusCode >= 500 || res.StatusCode == 429
 	if keyID != "fallback" && res.StatusCode < 500 && res.StatusCode != 429 {
