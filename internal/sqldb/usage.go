@@ -166,6 +166,11 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 	inserted := make(map[string]bool, len(batch))
 	args := make([]any, 0, min(len(batch), size)*usageColumnCount)
 	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
 	for start := 0; start < len(batch); start += size {
 		chunk := batch[start:min(start+size, len(batch))]
 		args = args[:0]
@@ -176,22 +181,23 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 				u.LatencyMicros, u.OverheadMicros, u.BytesIn, u.BytesOut, u.CostMicros,
 				u.SavedMicros, created(u))
 		}
-		var (
-			rows *sql.Rows
-			err  error
-		)
-		switch {
-		case sqlite && len(chunk) == size:
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, insertUsageSQL(size, true)); err != nil {
-					return nil, err
-				}
-				defer full.Close()
+		if sqlite {
+			// A batch written for the first time inserts every row, and
+			// the row count says so without the ids coming back, which
+			// costs SQLite as much as the insert. A retried batch, whose
+			// rows may already be there, is written again the long way.
+			all, err := db.insertAllOrNothing(ctx, tx, chunk, args, size, &full)
+			if err != nil {
+				return nil, err
 			}
-			rows, err = full.QueryContext(ctx, args...)
-		default:
-			rows, err = tx.QueryContext(ctx, insertUsageSQL(len(chunk), sqlite), args...)
+			if all {
+				for i := range chunk {
+					inserted[chunk[i].ID] = true
+				}
+				continue
+			}
 		}
+		rows, err := tx.QueryContext(ctx, insertUsageSQL(len(chunk), sqlite, true), args...)
 		if err := collectIDs(rows, err, inserted); err != nil {
 			return nil, err
 		}
@@ -199,12 +205,57 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 	return inserted, nil
 }
 
-// insertUsageSQL is the statement inserting rows records.
-func insertUsageSQL(rows int, anonymous bool) string {
+// insertAllOrNothing inserts chunk on SQLite inside a savepoint and keeps
+// the rows only if every one was new. full is the prepared statement for
+// chunks of size rows, prepared on first use.
+func (db *DB) insertAllOrNothing(ctx context.Context, tx *sql.Tx, chunk []apiwallet.Usage, args []any,
+	size int, full **sql.Stmt) (bool, error) {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT usage_chunk`); err != nil {
+		return false, err
+	}
+	var (
+		res sql.Result
+		err error
+	)
+	if len(chunk) == size {
+		if *full == nil {
+			if *full, err = tx.PrepareContext(ctx, insertUsageSQL(size, true, false)); err != nil {
+				return false, err
+			}
+		}
+		res, err = (*full).ExecContext(ctx, args...)
+	} else {
+		res, err = tx.ExecContext(ctx, insertUsageSQL(len(chunk), true, false), args...)
+	}
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	all := n == int64(len(chunk))
+	if !all {
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO usage_chunk`); err != nil {
+			return false, err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `RELEASE usage_chunk`); err != nil {
+		return false, err
+	}
+	return all, nil
+}
+
+// insertUsageSQL is the statement inserting rows records, returning the
+// ids it inserted when returning is set.
+func insertUsageSQL(rows int, anonymous, returning bool) string {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO usage_records (` + usageColumns + `) VALUES `)
 	placeholders(&q, rows, usageColumnCount, anonymous)
-	q.WriteString(` ON CONFLICT (id) DO NOTHING RETURNING id`)
+	q.WriteString(` ON CONFLICT (id) DO NOTHING`)
+	if returning {
+		q.WriteString(` RETURNING id`)
+	}
 	return q.String()
 }
 
