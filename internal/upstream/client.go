@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,9 +45,9 @@ type Options struct {
 	MaxHeaderBytes        int64         // 1 MiB of response headers
 	// TLSConfig is cloned for each host; nil means the system's roots.
 	TLSConfig *tls.Config
-	// Proxy chooses an HTTP proxy per request (default
-	// http.ProxyFromEnvironment); requests it sends to a proxy go through
-	// a net/http Transport.
+	// Proxy chooses an HTTP proxy (default http.ProxyFromEnvironment);
+	// requests it sends to a proxy go through a net/http Transport. It is
+	// asked once per scheme and host, and the answer kept.
 	Proxy func(*http.Request) (*url.URL, error)
 }
 
@@ -468,7 +469,15 @@ func (c *Client) send(ctx context.Context, pc *conn, req *http.Request) (*http.R
 		res.Body.Close()
 		return fail(errors.New("upstream: protocol upgrades are not proxied"))
 	}
-	res.Body = &body{rc: res.Body, pc: pc, stop: stop, reuse: !res.Close && !req.Close}
+	b := &body{rc: res.Body, pc: pc, nc: pc.nc, stop: stop, reuse: !res.Close && !req.Close}
+	if res.Body == http.NoBody {
+		// HEAD, 204, 304 or an empty body: the connection is free now.
+		b.mu.Lock()
+		b.finish(true)
+		b.mu.Unlock()
+		return res, nil
+	}
+	res.Body = b
 	return res, nil
 }
 
@@ -477,17 +486,20 @@ func (c *Client) send(ctx context.Context, pc *conn, req *http.Request) (*http.R
 type body struct {
 	rc    io.ReadCloser
 	pc    *conn
+	nc    net.Conn // pc's, kept to unblock a Read from Close
 	stop  func() bool
 	reuse bool
-	mu    sync.Mutex
-	done  bool
-	err   error
+
+	mu      sync.Mutex // serialises Read and finish
+	done    atomic.Bool
+	closing atomic.Bool
+	err     error
 }
 
 func (b *body) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.done {
+	if b.done.Load() {
 		if b.err != nil {
 			return 0, b.err
 		}
@@ -503,23 +515,34 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close ends the body. A Read blocked on another goroutine is unblocked
+// first, as with net/http's bodies.
 func (b *body) Close() error {
+	// Ordered against finish: either finish sees closing and does not
+	// pool the connection, or Close sees done and leaves the (possibly
+	// pooled, reused) connection alone.
+	b.closing.Store(true)
+	if !b.done.Load() {
+		b.nc.SetDeadline(aLongTimeAgo)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.done {
+	if !b.done.Load() {
 		b.err = errors.New("upstream: body closed")
 		b.finish(false)
 	}
 	return nil
 }
 
+// finish releases the connection; b.mu is held.
 func (b *body) finish(atEOF bool) {
-	b.done = true
+	b.done.Store(true)
 	pc := b.pc
 	b.pc = nil
-	// Reused only when the answer ended cleanly, the cancellation hook had
-	// not fired, and nothing beyond the answer arrived.
-	if b.stop() && atEOF && b.reuse && pc.br.Buffered() == 0 {
+	// Reused only when the answer ended cleanly, nobody is closing the
+	// body, the cancellation hook had not fired, and nothing beyond the
+	// answer arrived.
+	if b.stop() && atEOF && b.reuse && !b.closing.Load() && pc.br.Buffered() == 0 {
 		pc.reused = false
 		pc.pool.put(pc)
 		return
