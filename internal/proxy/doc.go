@@ -8,7 +8,9 @@
 // cache is emptied at once when anything they derive from changes (an
 // Epoch bump: a revoked token, a removed member, a rotated key, including
 // on other instances through Redis). Usage is handed to an asynchronous
-// recorder.
+// recorder. Upstream calls go through internal/upstream's client, which
+// writes each call and reads its answer on the serving goroutine over a
+// pooled keep-alive connection.
 //
 // Safety rules: the upstream host is always the service's base URL; a path
 // that could escape it (dot segments, encoded slashes or dots, backslashes,
