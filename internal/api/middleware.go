@@ -20,13 +20,7 @@ import (
 	"github.com/apikeywallet/apiwallet"
 )
 
-type ctxKey int
-
-const (
-	principalKey ctxKey = iota
-)
-
-// RequestID returns the request's id, set by the requestID middleware.
+// RequestID returns the request's id, set by the observe middleware.
 func RequestID(ctx context.Context) string {
 	return apiwallet.RequestInfoFrom(ctx).RequestID
 }
