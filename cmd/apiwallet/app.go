@@ -12,26 +12,16 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/apikeywallet/apiwallet"
-	"github.com/apikeywallet/apiwallet/internal/account"
-	"github.com/apikeywallet/apiwallet/internal/alerts"
-	"github.com/apikeywallet/apiwallet/internal/api"
 	"github.com/apikeywallet/apiwallet/internal/auth"
-	"github.com/apikeywallet/apiwallet/internal/billing"
-	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/config"
-	"github.com/apikeywallet/apiwallet/internal/metering"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
-	"github.com/apikeywallet/apiwallet/internal/routing"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
-	"github.com/apikeywallet/apiwallet/internal/stripebilling"
-	"github.com/apikeywallet/apiwallet/internal/team"
-	"github.com/apikeywallet/apiwallet/internal/vault"
+	"github.com/apikeywallet/apiwallet/internal/wallet"
 )
 
 // app is the wired wallet: configuration, storage and services.
@@ -109,40 +99,7 @@ func (a *app) close() {
 }
 
 func (a *app) authService() *auth.Service {
-	return &auth.Service{
-		Users:      a.db,
-		Workspaces: a.db,
-		Audit:      a.db,
-		Tokens:     a.db,
-		Limiter:    a.limiter,
-		Log:        a.log,
-		JWT: &auth.JWT{Secret: a.cfg.JWTSecret, Issuer: a.cfg.JWTIssuer, Audience: a.cfg.JWTAudience,
-			TTL: a.cfg.JWTExpiresIn, Now: time.Now},
-	}
-}
-
-// keyService opens the vault with ENCRYPTION_KEY; it fails if that is not
-// the root key the database is encrypted with.
-func (a *app) keyService(ctx context.Context) (*vault.Service, error) {
-	root, err := vault.ParseRootKey(a.cfg.EncryptionKey)
-	if err != nil {
-		return nil, err
-	}
-	defer vault.Zero(root)
-	return vault.NewService(ctx, a.db, root)
-}
-
-// accountService serves data export, erasure and user administration.
-func (a *app) accountService() *account.Service {
-	return &account.Service{Users: a.db, Workspaces: a.db, Teams: a.db, Accounts: a.db, Audit: a.db,
-		Limiter: a.limiter, Sections: []account.Section{account.KeysSection(a.db), account.TokensSection(a.db)}}
-}
-
-// billingService computes plans, invoices and the business report;
-// DEFAULT_FREE_QUOTA sets the free plan's included calls.
-func (a *app) billingService() *billing.Service {
-	freeQuota := int64(a.cfg.DefaultFreeQuota)
-	return billing.New(a.db, a.db, billing.Options{FreeQuota: &freeQuota, RatePerMinute: a.cfg.MaxRequestsPerMinute})
+	return wallet.NewAuth(a.cfg, a.db, a.limiter, a.log)
 }
 
 // invalidationChannel carries cache invalidations between instances.
@@ -191,65 +148,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	defer a.close()
 
-	keys, err := a.keyService(ctx)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	authSvc := a.authService()
-	cat := catalog.New()
-	if err := catalog.Restore(ctx, a.db, cat); err != nil {
-		return err
-	}
-	if err := cat.ApplyEnv(a.cfg.BaseURLs); err != nil {
-		return err
-	}
-	recorder := metering.NewRecorder(a.db, a.log, metering.Options{Registerer: reg})
-	// Plans are cached until a committed change (on any instance) bumps
-	// the proxy's epoch.
-	epoch := &proxy.Epoch{}
-	bill := a.billingService()
-	plans := quota.NewCachedPlans(bill, time.Minute, epoch)
-	// Alerts: raised once across instances, delivered to each workspace's
-	// webhook; the evaluator finds quota crossings from the usage records.
-	alertSvc := alerts.New(a.db, keys, a.log, alerts.Options{AllowPrivate: a.cfg.AlertWebhookAllowPrivate})
-	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
-		Counter: a.db, Recorder: recorder, Audit: a.db, Limiter: a.limiter, Log: a.log, Epoch: epoch,
-		Quota: a.quota, Plans: plans, Alerts: alertSvc, Policies: bill},
-		proxy.Options{FallbackKeys: a.cfg.FallbackKeys, RatePerMinute: a.cfg.MaxRequestsPerMinute})
-	a.invalidateOnCommit(ctx, px.Epoch(), func() {
-		// Another instance changed something, perhaps the catalog.
-		if err := catalog.Restore(context.Background(), a.db, cat); err != nil {
-			a.log.Warn("reload service catalog", "err", err)
-		}
-	})
-	deps := api.Deps{Config: a.cfg, Log: a.log, Auth: authSvc, DB: a.db, Keys: keys,
-		Teams: &team.Service{Store: a.db}, Accounts: a.accountService(), Registry: reg,
-		Proxy: px, Catalog: cat, CatalogStore: a.db, Billing: bill, Alerts: alertSvc,
-		Stripe: stripebilling.New(stripebilling.ConfigFrom(a.cfg), a.db, alertSvc, a.log)}
-	evaluator := &alerts.Evaluator{Alerts: alertSvc, Store: a.db, Usage: a.db, Log: a.log, Interval: a.cfg.AlertEvalInterval,
-		IncludedCalls: func(ctx context.Context, workspaceID string) (int64, error) {
-			p, _, err := bill.EffectivePlan(ctx, workspaceID)
-			if err != nil {
-				return 0, err
-			}
-			return p.IncludedCalls, nil
-		},
-		KeyPeriod: func(service string) string {
-			if svc, ok := cat.Get(service); ok && svc.FreePeriod != "" {
-				return svc.FreePeriod
-			}
-			return alerts.PeriodMonth
-		}}
-	evalCtx, stopEval := context.WithCancel(context.Background())
-	evalDone := make(chan struct{})
-	go func() { defer close(evalDone); evaluator.Run(evalCtx) }()
-	defer func() { stopEval(); <-evalDone; alertSvc.Close() }()
+	deps := wallet.Deps{Config: a.cfg, DB: a.db, Log: a.log, Limiter: a.limiter, Quota: a.quota}
 	if a.redis != nil {
 		deps.Redis = redisPinger{a.redis}
 	}
+	w, err := wallet.New(ctx, deps)
+	if err != nil {
+		return err
+	}
+	a.invalidateOnCommit(ctx, w.Proxy.Epoch(), func() {
+		// Another instance changed something, perhaps the catalog.
+		if err := w.ReloadCatalog(context.Background()); err != nil {
+			a.log.Warn("reload service catalog", "err", err)
+		}
+	})
+	evalCtx, stopEval := context.WithCancel(context.Background())
+	evalDone := make(chan struct{})
+	go func() { defer close(evalDone); w.AlertEvaluator().Run(evalCtx) }()
 	srv := &http.Server{
-		Handler:           api.NewServer(deps),
+		Handler:           w.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -268,6 +185,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			}
 		}()
 	}
+	// Whatever way serve returns, the evaluator stops and the usage
+	// records queued so far are written before the database closes.
+	closed := false
+	closeWallet := func(ctx context.Context) {
+		if closed {
+			return
+		}
+		closed = true
+		stopEval()
+		<-evalDone
+		if err := w.Close(ctx); err != nil {
+			a.log.Error("usage records not flushed", "err", err)
+		}
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		defer cancel()
+		closeWallet(ctx)
+	}()
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.Host, strconv.Itoa(a.cfg.Port)))
 	if err != nil {
 		return err
@@ -293,11 +229,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	// In-flight calls are done: their usage records are flushed before the
 	// database closes.
-	px.Close()
-	if err := recorder.Close(sctx); err != nil {
-		a.log.Error("usage records not flushed", "err", err)
-	}
-	authSvc.Wait()
+	closeWallet(sctx)
 	a.log.Info("stopped")
 	return nil
 }

@@ -13,23 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/apikeywallet/apiwallet/internal/alerts"
-	"github.com/apikeywallet/apiwallet/internal/api"
-	"github.com/apikeywallet/apiwallet/internal/auth"
-	"github.com/apikeywallet/apiwallet/internal/billing"
-	"github.com/apikeywallet/apiwallet/internal/catalog"
 	"github.com/apikeywallet/apiwallet/internal/config"
 	"github.com/apikeywallet/apiwallet/internal/metering"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
-	"github.com/apikeywallet/apiwallet/internal/quota"
-	"github.com/apikeywallet/apiwallet/internal/ratelimit"
-	"github.com/apikeywallet/apiwallet/internal/routing"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
-	"github.com/apikeywallet/apiwallet/internal/stripebilling"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
 	"github.com/apikeywallet/apiwallet/internal/vault"
+	"github.com/apikeywallet/apiwallet/internal/wallet"
 )
 
 // testServer is the wallet's HTTP API on a real database behind httptest.
@@ -84,50 +75,18 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 	if err := db.Migrate(ctx, log); err != nil {
 		t.Fatal(err)
 	}
-	authSvc := &auth.Service{
-		Users: db, Workspaces: db, Audit: db, Tokens: db, Log: log,
-		Limiter: ratelimit.NewMemory(time.Now),
-		JWT: &auth.JWT{Secret: cfg.JWTSecret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
-			TTL: cfg.JWTExpiresIn, Now: time.Now},
-	}
-	root, err := vault.ParseRootKey(cfg.EncryptionKey)
+	w, err := wallet.New(ctx, wallet.Deps{Config: cfg, DB: db, Log: log,
+		Metering: metering.Options{FlushInterval: 20 * time.Millisecond},
+		Alerts:   alerts.Options{Backoff: 20 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := vault.NewService(ctx, db, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	teams, accounts := newTeamServices(db, authSvc.Limiter)
-	reg := prometheus.NewRegistry()
-	cat := catalog.New()
-	if err := catalog.Restore(ctx, db, cat); err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.ApplyEnv(cfg.BaseURLs); err != nil {
-		t.Fatal(err)
-	}
-	recorder := metering.NewRecorder(db, log, metering.Options{Registerer: reg, FlushInterval: 20 * time.Millisecond})
-	epoch := &proxy.Epoch{}
-	alertSvc := alerts.New(db, keys, log, alerts.Options{AllowPrivate: cfg.AlertWebhookAllowPrivate,
-		Backoff: 20 * time.Millisecond})
-	freeQuota := int64(cfg.DefaultFreeQuota)
-	bill := billing.New(db, db, billing.Options{FreeQuota: &freeQuota, RatePerMinute: cfg.MaxRequestsPerMinute})
-	px := proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: authSvc, Keys: keys,
-		Counter: db, Recorder: recorder, Audit: db, Limiter: authSvc.Limiter, Log: log, Epoch: epoch, Alerts: alertSvc,
-		Quota: quota.NewMemory(db, 1), Plans: quota.NewCachedPlans(bill, time.Minute, epoch), Policies: bill},
-		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
-	db.OnCommit = px.Epoch().Bump
-	srv := api.NewServer(api.Deps{Config: cfg, Log: log, Auth: authSvc, DB: db, Keys: keys,
-		Teams: teams, Accounts: accounts, Registry: reg, Proxy: px, Catalog: cat, CatalogStore: db, Billing: bill,
-		Stripe: stripebilling.New(stripebilling.ConfigFrom(cfg), db, alertSvc, log), Alerts: alertSvc})
-	ts := &testServer{Server: httptest.NewServer(srv), t: t, db: db, cfg: cfg, keys: keys, logs: logs,
-		proxy: px, recorder: recorder, alerts: alertSvc}
+	db.OnCommit = w.Proxy.Epoch().Bump
+	ts := &testServer{Server: httptest.NewServer(w.Handler), t: t, db: db, cfg: cfg, keys: w.Keys, logs: logs,
+		proxy: w.Proxy, recorder: w.Recorder, alerts: w.Alerts}
 	t.Cleanup(func() {
 		ts.Close()
-		px.Close()
-		alertSvc.Close()
-		_ = recorder.Close(context.Background())
+		_ = w.Close(context.Background())
 	})
 	return ts
 }

@@ -10,19 +10,7 @@ import (
 	"time"
 
 	"github.com/apikeywallet/apiwallet"
-	acct "github.com/apikeywallet/apiwallet/internal/account"
-	"github.com/apikeywallet/apiwallet/internal/ratelimit"
-	"github.com/apikeywallet/apiwallet/internal/sqldb"
-	"github.com/apikeywallet/apiwallet/internal/team"
 )
-
-// newTeamServices wires the team and account services to db, as
-// cmd/apiwallet does.
-func newTeamServices(db *sqldb.DB, limiter ratelimit.Limiter) (*team.Service, *acct.Service) {
-	return &team.Service{Store: db},
-		&acct.Service{Users: db, Workspaces: db, Teams: db, Accounts: db, Audit: db, Limiter: limiter,
-			Sections: []acct.Section{acct.KeysSection(db), acct.TokensSection(db)}}
-}
 
 // count runs a COUNT(*) query against the test database.
 func (ts *testServer) count(q string, args ...any) int {
