@@ -138,16 +138,21 @@ func (c *Client) Close() {
 
 // CloseIdleConnections closes the connections no request is using.
 func (c *Client) CloseIdleConnections() {
+	for _, p := range c.allPools() {
+		p.closeIdle(time.Time{})
+	}
+	c.slow.CloseIdleConnections()
+}
+
+// allPools lists the pools, so that they are closed without c.mu held.
+func (c *Client) allPools() []*pool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	pools := make([]*pool, 0, len(c.pools))
 	for _, p := range c.pools {
 		pools = append(pools, p)
 	}
-	c.mu.Unlock()
-	for _, p := range pools {
-		p.closeIdle(time.Time{})
-	}
-	c.slow.CloseIdleConnections()
+	return pools
 }
 
 func (c *Client) sweep() {
@@ -159,13 +164,7 @@ func (c *Client) sweep() {
 		case <-c.stop:
 			return
 		case now := <-t.C:
-			c.mu.Lock()
-			pools := make([]*pool, 0, len(c.pools))
-			for _, p := range c.pools {
-				pools = append(pools, p)
-			}
-			c.mu.Unlock()
-			for _, p := range pools {
+			for _, p := range c.allPools() {
 				p.closeIdle(now.Add(-c.opts.IdleTimeout))
 			}
 		}

@@ -1235,18 +1235,7 @@ func TestCloseClosesIdleConnections(t *testing.T) {
 	t.Cleanup(c.Close) // a second Close must be harmless
 
 	// Three answers held at once need three connections.
-	var held []*http.Response
-	for range 3 {
-		res, err := c.RoundTrip(newRequest(t, http.MethodGet, srv.URL, nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, res)
-	}
-	for _, res := range held {
-		io.ReadAll(res.Body)
-		res.Body.Close()
-	}
+	holdAnswers(t, c, srv.URL, 3)
 	if n := len(idleConns(c, srv.URL)); n != 3 {
 		t.Fatalf("%d idle connections, want 3", n)
 	}
@@ -1342,18 +1331,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestMaxIdlePerHost(t *testing.T) {
 	srv, st := startServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	c := newClient(t, Options{MaxIdlePerHost: 1})
-	var held []*http.Response
-	for range 2 {
-		res, err := c.RoundTrip(newRequest(t, http.MethodGet, srv.URL, nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, res)
-	}
-	for _, res := range held {
-		io.ReadAll(res.Body)
-		res.Body.Close()
-	}
+	holdAnswers(t, c, srv.URL, 2)
 	if n := len(idleConns(c, srv.URL)); n != 1 {
 		t.Errorf("%d idle connections, want 1", n)
 	}
@@ -1597,5 +1575,23 @@ func TestCloseUnblocksRead(t *testing.T) {
 	}
 	if n := len(idleConns(c, srv.URL)); n != 0 {
 		t.Errorf("%d idle connections; a body closed early must not be pooled", n)
+	}
+}
+
+// holdAnswers makes n requests whose answers are all open at once, so that
+// each needs its own connection, then reads and closes them.
+func holdAnswers(t *testing.T, c *Client, target string, n int) {
+	t.Helper()
+	var held []*http.Response
+	for range n {
+		res, err := c.RoundTrip(newRequest(t, http.MethodGet, target, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, res)
+	}
+	for _, res := range held {
+		io.ReadAll(res.Body)
+		res.Body.Close()
 	}
 }
