@@ -28,7 +28,7 @@ const maxMaskedBody = 256 << 10
 // body unchanged but for hop-by-hop headers, Set-Cookie and any echo of
 // the key, streaming as it arrives.
 func (p *Proxy) deliver(w http.ResponseWriter, r *http.Request, c *caller, svc *catalog.Service, req *request,
-	ks *keySet, strategy routing.Strategy, tried []attempt, res *http.Response, keyID string, secret []byte,
+	ks *routing.KeySet, strategy routing.Strategy, tried []attempt, res *http.Response, keyID string, secret []byte,
 	start time.Time, upstreamDur time.Duration, bytesIn int64) {
 	defer res.Body.Close()
 	mask := string(secret)
@@ -212,7 +212,7 @@ func maskOf(secret string) string {
 }
 
 // record hands one usage record to the recorder.
-func (p *Proxy) record(c *caller, svc *catalog.Service, ks *keySet, req *request, strategy routing.Strategy, tried []attempt,
+func (p *Proxy) record(c *caller, svc *catalog.Service, ks *routing.KeySet, req *request, strategy routing.Strategy, tried []attempt,
 	keyID string, status int, failed bool, start time.Time, upstream time.Duration, in, out int64) {
 	if p.recorder == nil {
 		return
@@ -243,7 +243,7 @@ func (p *Proxy) record(c *caller, svc *catalog.Service, ks *keySet, req *request
 	}
 	u.Attempted = b.String()
 	if !failed && keyID != "" {
-		if ks.tiers[keyID] == routing.TierFree {
+		if ks.Tier(keyID) == routing.TierFree {
 			u.SavedMicros = svc.PriceMicros
 		} else {
 			u.CostMicros = svc.PriceMicros
@@ -296,7 +296,7 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, svc *catalog.Serv
 
 // noKey refuses a call no key could serve, saying which keys were tried or
 // skipped and why (ids and reasons, never secrets).
-func (p *Proxy) noKey(w http.ResponseWriter, r *http.Request, svc *catalog.Service, ks *keySet, tried []attempt, now time.Time) {
+func (p *Proxy) noKey(w http.ResponseWriter, r *http.Request, svc *catalog.Service, ks *routing.KeySet, tried []attempt, now time.Time) {
 	type triedJSON struct {
 		KeyID  string `json:"keyId"`
 		Status int    `json:"status,omitempty"`
@@ -306,11 +306,11 @@ func (p *Proxy) noKey(w http.ResponseWriter, r *http.Request, svc *catalog.Servi
 	for _, a := range tried {
 		out = append(out, triedJSON{KeyID: a.keyID, Status: a.status, Reason: a.reason})
 	}
-	skipped := ks.set.Explain(now, 20)
+	skipped := ks.Explain(now, 20)
 	status, msg := http.StatusServiceUnavailable, fmt.Sprintf("no usable %s key in this workspace", svc.Name)
 	if len(tried) > 0 {
 		status, msg = http.StatusBadGateway, fmt.Sprintf("every %s key tried failed", svc.Name)
-	} else if ks.set.Len() == 0 && len(skipped) == 0 {
+	} else if ks.Len() == 0 && len(skipped) == 0 {
 		msg = fmt.Sprintf("this workspace has no enabled %s key: add one with POST /keys", svc.Name)
 	}
 	retry := 0
@@ -326,16 +326,10 @@ func (p *Proxy) noKey(w http.ResponseWriter, r *http.Request, svc *catalog.Servi
 		extra: map[string]any{"tried": out, "skipped": skipped}})
 }
 
-// keySet is a workspace's keys for one service, as routing sees them.
-type keySet struct {
-	set   *routing.KeySet
-	tiers map[string]string
-}
-
 // keySet returns the cached key set, loading it on a miss. Concurrent
 // misses share one load: after an invalidation every in-flight call needs
 // the set at once, and a workspace may hold 100,000 keys.
-func (p *Proxy) keySet(ctx context.Context, workspaceID string, svc *catalog.Service) (*keySet, error) {
+func (p *Proxy) keySet(ctx context.Context, workspaceID string, svc *catalog.Service) (*routing.KeySet, error) {
 	ck := workspaceID + "\x00" + svc.Name
 	if ks, ok := p.keysets.get(ck, p.now().UnixNano()); ok {
 		return ks, nil
@@ -349,14 +343,13 @@ func (p *Proxy) keySet(ctx context.Context, workspaceID string, svc *catalog.Ser
 	if err != nil {
 		return nil, err
 	}
-	return v.(*keySet), nil
+	return v.(*routing.KeySet), nil
 }
 
-func (p *Proxy) loadKeySet(ctx context.Context, ck, workspaceID string, svc *catalog.Service) (*keySet, error) {
+func (p *Proxy) loadKeySet(ctx context.Context, ck, workspaceID string, svc *catalog.Service) (*routing.KeySet, error) {
 	now := p.now()
 	epoch := p.epoch.Load()
 	var cands []routing.Candidate
-	tiers := map[string]string{}
 	enabled := true
 	f := apiwallet.KeyFilter{WorkspaceID: workspaceID, Service: svc.Name, Enabled: &enabled, Limit: 500}
 	for {
@@ -376,7 +369,6 @@ func (p *Proxy) loadKeySet(ctx context.Context, ck, workspaceID string, svc *cat
 				c.Quota = svc.FreeQuota
 			}
 			cands = append(cands, c)
-			tiers[k.ID] = string(k.Tier)
 		}
 		if len(keys) < f.Limit {
 			break
@@ -386,7 +378,7 @@ func (p *Proxy) loadKeySet(ctx context.Context, ck, workspaceID string, svc *cat
 	if err := p.used.fill(ctx, p.counter, workspaceID, svc, cands, now); err != nil {
 		return nil, err
 	}
-	ks := &keySet{set: p.router.NewKeySet(cands), tiers: tiers}
+	ks := p.router.NewKeySet(cands)
 	p.keysets.put(ck, ks, epoch, now.UnixNano())
 	return ks, nil
 }
@@ -500,9 +492,9 @@ func (u *usedCounters) fill(ctx context.Context, counter UsageCounter, workspace
 	return nil
 }
 
-func (u *usedCounters) add(svc *catalog.Service, ks *keySet, keyID string, now time.Time) {
+func (u *usedCounters) add(svc *catalog.Service, ks *routing.KeySet, keyID string, now time.Time) {
 	u.count(keyID, periodStart(svc.FreePeriod, now), func() int64 { return 0 }).n.Add(1)
-	ks.set.AddUsed(keyID, 1)
+	ks.AddUsed(keyID, 1)
 }
 
 // toucher records key use off the hot path: each key's last-used time and

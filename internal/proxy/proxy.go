@@ -94,7 +94,7 @@ type Proxy struct {
 	now       func() time.Time
 
 	callers *ttlCache[[32]byte, *caller]
-	keysets *ttlCache[string, *keySet]
+	keysets *ttlCache[string, *routing.KeySet]
 	secrets *ttlCache[string, []byte]
 	used    *usedCounters
 	loads   singleflight.Group
@@ -175,7 +175,7 @@ func New(d Deps, o Options) *Proxy {
 	}
 	p.callers = newTTLCache[[32]byte, *caller](p.epoch, o.CacheTTL, 100_000)
 	p.policy = newTTLCache[string, policy](p.epoch, o.CacheTTL, 100_000)
-	p.keysets = newTTLCache[string, *keySet](p.epoch, o.CacheTTL, 100_000)
+	p.keysets = newTTLCache[string, *routing.KeySet](p.epoch, o.CacheTTL, 100_000)
 	p.secrets = newTTLCache[string, []byte](p.epoch, o.CacheTTL, 200_000)
 	p.used = &usedCounters{}
 	p.touches = newToucher(p)
@@ -499,7 +499,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 	}
 	now := p.now()
 	var planBuf [routing.MaxAttempts]routing.Candidate
-	plan := ks.set.Plan(planBuf[:0], strategy, now, attempts)
+	plan := ks.Plan(planBuf[:0], strategy, now, attempts)
 	fallback := p.opts.FallbackKeys[svc.Name]
 	if !premium && len(plan) > 0 {
 		fallback = "" // the operator's key is a fallback too

@@ -137,6 +137,14 @@ func (r *Router) NewKeySet(cands []Candidate) *KeySet {
 // Len returns the number of enabled keys.
 func (ks *KeySet) Len() int { return len(ks.entries) }
 
+// Tier returns an enabled key's tier, or "" for a key not in the set.
+func (ks *KeySet) Tier(keyID string) string {
+	if i, ok := ks.index[keyID]; ok {
+		return ks.entries[i].c.Tier
+	}
+	return ""
+}
+
 // AddUsed adds delta to a key's calls this period (the local mirror of the
 // metering counter). It reports false for an id not in the set.
 func (ks *KeySet) AddUsed(keyID string, delta int64) bool {

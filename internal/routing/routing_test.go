@@ -875,3 +875,18 @@ func TestKeyFailure(t *testing.T) {
 		}
 	}
 }
+
+// The proxy prices a call by the tier of the key that served it, read
+// from the key set rather than from a copy of it.
+func TestKeySetTier(t *testing.T) {
+	ks := NewRouter().NewKeySet([]Candidate{
+		{ID: "free", Tier: TierFree, Enabled: true},
+		{ID: "paid", Tier: TierPaid, Enabled: true, PriceMicros: 10},
+		{ID: "off", Tier: TierFree},
+	})
+	for id, want := range map[string]string{"free": TierFree, "paid": TierPaid, "off": "", "missing": ""} {
+		if got := ks.Tier(id); got != want {
+			t.Errorf("Tier(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
