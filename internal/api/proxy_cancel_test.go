@@ -60,10 +60,12 @@ func TestProxyWithoutPremiumRouting(t *testing.T) {
 	})
 	ts := proxySQLite(t, "STRIPE_BASE_URL="+up.URL)
 	pw := newProxyWorld(t, ts)
-	// The paid first key is the priority choice; cost would pick the free one.
+	// The paid first key is the priority choice; cost would pick the free
+	// one. (Equal priorities would leave the order to the key ids, and two
+	// ids made in the same millisecond are in random order.)
 	first := pw.addKey("stripe", "sk_test_first000000000000000001", "paid", -1)
-	pw.addKey("stripe", "sk_test_second00000000000000002", "free", 1000)
-	ts.do("PATCH", "/keys/"+first, pw.acct.Token, map[string]any{"priority": 0}).want(t, 200)
+	second := pw.addKey("stripe", "sk_test_second00000000000000002", "free", 1000)
+	ts.do("PATCH", "/keys/"+second, pw.acct.Token, map[string]any{"priority": 1}).want(t, 200)
 	_, tok := pw.token("stripe")
 	ts.do("PATCH", "/billing/settings", pw.acct.Token, map[string]any{"premiumRouting": false}).want(t, 200)
 
