@@ -406,6 +406,10 @@ type notReceived struct{ err error }
 func (e *notReceived) Error() string { return e.err.Error() }
 func (e *notReceived) Unwrap() error { return e.err }
 
+// earlyAnswerWait bounds the wait for an answer after the request could
+// not be written whole.
+const earlyAnswerWait = time.Second
+
 // aLongTimeAgo is a deadline in the past: it unblocks any read or write.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -427,16 +431,24 @@ func (c *Client) send(ctx context.Context, pc *conn, req *http.Request) (*http.R
 		}
 		return nil, err
 	}
-	if err := writeRequest(pc.bw, req); err != nil {
-		var we *writeError
-		if !errors.As(err, &we) {
-			return fail(err) // a bad request or a failing client body: nothing was sent
-		}
-		return fail(&notReceived{we})
+	var we *writeError
+	if err := writeRequest(pc.bw, req); err != nil && !errors.As(err, &we) {
+		return fail(err) // an invalid request, or the client's body failed
 	}
-	pc.nc.SetReadDeadline(time.Now().Add(c.opts.ResponseHeaderTimeout))
+	wait := c.opts.ResponseHeaderTimeout
+	if we != nil {
+		// The upstream may have answered before reading the whole body (a
+		// refusal of a large upload) and closed the connection. Its
+		// answer, already here if it came, is the result, as with
+		// net/http's Transport; a closed stale connection shows at once.
+		wait = min(wait, earlyAnswerWait)
+	}
+	pc.nc.SetReadDeadline(time.Now().Add(wait))
 	pc.lr.n = pc.maxHeader
 	if _, err := pc.br.Peek(1); err != nil {
+		if we != nil {
+			return fail(&notReceived{we})
+		}
 		if ne, ok := err.(net.Error); ok && ne.Timeout() && ctx.Err() == nil {
 			return fail(fmt.Errorf("upstream: no response headers within %s: %w", c.opts.ResponseHeaderTimeout, err))
 		}
@@ -468,7 +480,7 @@ func (c *Client) send(ctx context.Context, pc *conn, req *http.Request) (*http.R
 		res.Body.Close()
 		return fail(errors.New("upstream: protocol upgrades are not proxied"))
 	}
-	b := &body{rc: res.Body, pc: pc, nc: pc.nc, stop: stop, reuse: !res.Close && !req.Close}
+	b := &body{rc: res.Body, pc: pc, nc: pc.nc, stop: stop, reuse: !res.Close && !req.Close && we == nil}
 	if res.Body == http.NoBody {
 		// HEAD, 204, 304 or an empty body: the connection is free now.
 		b.mu.Lock()

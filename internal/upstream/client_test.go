@@ -1595,3 +1595,30 @@ func holdAnswers(t *testing.T, c *Client, target string, n int) {
 		res.Body.Close()
 	}
 }
+
+// An upstream may refuse a large upload from its headers alone (a bad key)
+// and close the connection without reading the body. Its answer, not the
+// failed write, is what the caller must see, or a refused key would look
+// like a network failure.
+func TestAnswerBeforeBodyIsRead(t *testing.T) {
+	rs := startRaw(t, func(rs *rawServer, n int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		body := `{"error":"invalid key"}`
+		fmt.Fprintf(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		// Close with unread data pending makes the kernel reset the
+		// connection, which fails the client's write.
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	c := newClient(t, Options{})
+	upload := bytes.Repeat([]byte("x"), 8<<20)
+	res, body := roundTrip(t, c, newRequest(t, http.MethodPost, rs.url+"/v1/files", bytes.NewReader(upload)))
+	if res.StatusCode != http.StatusUnauthorized || body != `{"error":"invalid key"}` {
+		t.Fatalf("got %d %q; want the upstream's 401", res.StatusCode, body)
+	}
+	if n := len(idleConns(c, rs.url)); n != 0 {
+		t.Errorf("%d idle connections; one the request could not be written on is not reused", n)
+	}
+}
