@@ -40,6 +40,10 @@ type Usage struct {
 	// Premium is true when the call was routed with a cost strategy and/or
 	// cross-key fallback, which billing charges for.
 	Premium bool
+	// Unreached is true when no attempt reached an upstream (every key
+	// failed to decrypt, or every connection failed): the call's quota
+	// reservation was refunded and it is not billed.
+	Unreached bool
 	// LatencyMicros is the whole call as the client saw it; OverheadMicros
 	// the part spent inside the wallet, upstream time excluded.
 	LatencyMicros  int64
@@ -64,7 +68,13 @@ type UsageTotals struct {
 	BytesIn       int64
 	BytesOut      int64
 	LatencyMicros int64 // sum over the calls; divide by Calls for the mean
+	// Unreached counts the calls that reached no upstream, among Calls.
+	Unreached int64
 }
+
+// Billable is the number of calls that count against quotas and are
+// billed: those that reached an upstream.
+func (t UsageTotals) Billable() int64 { return t.Calls - t.Unreached }
 
 // Add adds o to t.
 func (t *UsageTotals) Add(o UsageTotals) {
@@ -76,6 +86,7 @@ func (t *UsageTotals) Add(o UsageTotals) {
 	t.BytesIn += o.BytesIn
 	t.BytesOut += o.BytesOut
 	t.LatencyMicros += o.LatencyMicros
+	t.Unreached += o.Unreached
 }
 
 // ServiceUsage is one service's share of a UsageSummary.

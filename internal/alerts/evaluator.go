@@ -146,7 +146,7 @@ func (e *Evaluator) Workspace(ctx context.Context, workspaceID string, now time.
 			if err != nil {
 				return err
 			}
-			if _, err := e.Alerts.Check(ctx, workspaceID, sum.Calls, included, PeriodLabel(PeriodMonth, now)); err != nil {
+			if _, err := e.Alerts.Check(ctx, workspaceID, sum.Billable(), included, PeriodLabel(PeriodMonth, now)); err != nil {
 				return err
 			}
 		}

@@ -60,6 +60,16 @@ func TestProxyRefusesSwappedCiphertext(t *testing.T) {
 	if n := len(up.requests()); n != 0 {
 		t.Fatalf("the upstream received %d requests with undecryptable keys", n)
 	}
+	// The call that found the key undecryptable is recorded, but it reached
+	// no upstream: its quota was refunded, and it is not billed.
+	rows := a.waitUsage(1)
+	if len(rows) != 1 || !rows[0].Unreached || !rows[0].Failed || rows[0].Premium {
+		t.Fatalf("usage records: %+v; want one failed, unreached, not premium", rows)
+	}
+	plan := ts.do("GET", "/billing/plan", a.acct.Token, nil).want(t, 200).JSON()
+	if used := plan["usedCalls"].(float64); used != 0 {
+		t.Fatalf("usedCalls %v; a call that reached no upstream is not billed", used)
+	}
 	// The failure is logged naming the key, never with a secret.
 	deadline := time.Now().Add(2 * time.Second)
 	for !strings.Contains(ts.logs.String(), fmt.Sprintf(`"key_id":"%s"`, keyA)) && time.Now().Before(deadline) {

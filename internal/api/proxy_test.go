@@ -196,6 +196,7 @@ type usageRow struct {
 	Attempted string
 	Strategy  string
 	Premium   bool
+	Unreached bool
 }
 
 // waitUsage flushes the recorder until the workspace has at least n usage
@@ -208,7 +209,7 @@ func (w *proxyWorld) waitUsage(n int) []usageRow {
 		if err := w.ts.recorder.Flush(ctx); err != nil {
 			w.t.Logf("flush: %v", err)
 		}
-		rows, err := w.ts.db.SQL().QueryContext(ctx, `SELECT key_id, status, failed, attempts, attempted, strategy, premium
+		rows, err := w.ts.db.SQL().QueryContext(ctx, `SELECT key_id, status, failed, attempts, attempted, strategy, premium, unreached
 			FROM usage_records WHERE workspace_id = $1 ORDER BY created_at, id`, w.acct.WorkspaceID)
 		if err != nil {
 			w.t.Fatal(err)
@@ -216,7 +217,7 @@ func (w *proxyWorld) waitUsage(n int) []usageRow {
 		var out []usageRow
 		for rows.Next() {
 			var u usageRow
-			if err := rows.Scan(&u.KeyID, &u.Status, &u.Failed, &u.Attempts, &u.Attempted, &u.Strategy, &u.Premium); err != nil {
+			if err := rows.Scan(&u.KeyID, &u.Status, &u.Failed, &u.Attempts, &u.Attempted, &u.Strategy, &u.Premium, &u.Unreached); err != nil {
 				w.t.Fatal(err)
 			}
 			out = append(out, u)

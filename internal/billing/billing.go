@@ -158,16 +158,17 @@ func (s *Service) Plan(ctx context.Context, workspaceID string) (st *PlanStatus,
 	if err != nil {
 		return nil, err
 	}
+	calls := u.Billable()
 	st = &PlanStatus{
 		WorkspaceID: workspaceID, Plan: p, RatePerMinute: s.RatePerMinute(p), Settings: wb.Settings,
-		PeriodStart: start, PeriodEnd: end, UsedCalls: u.Calls, PremiumCalls: u.Premium,
-		IncludedCalls: p.IncludedCalls, RemainingCalls: max(0, p.IncludedCalls-u.Calls),
-		OverageCalls: overageCalls(p, u.Calls),
+		PeriodStart: start, PeriodEnd: end, UsedCalls: calls, PremiumCalls: u.Premium,
+		IncludedCalls: p.IncludedCalls, RemainingCalls: max(0, p.IncludedCalls-calls),
+		OverageCalls: overageCalls(p, calls),
 	}
 	if st.OverageMicros, err = mul(st.OverageCalls, p.OverageMicrosPerCall); err != nil {
 		return nil, err
 	}
-	if st.Projected, err = project(p, wb.Settings, u.Calls, u.Premium, start, end, now); err != nil {
+	if st.Projected, err = project(p, wb.Settings, calls, u.Premium, start, end, now); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -101,7 +101,7 @@ func (s *Service) Invoice(ctx context.Context, workspaceID, month string) (inv *
 	if err != nil {
 		return nil, err
 	}
-	inv, err = buildInvoice(p, wb.Settings.AnalyticsAddon, u.Calls, u.Premium, month)
+	inv, err = buildInvoice(p, wb.Settings.AnalyticsAddon, u.Billable(), u.Premium, month)
 	if err != nil {
 		return nil, err
 	}

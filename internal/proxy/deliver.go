@@ -220,8 +220,8 @@ func (p *Proxy) record(c *caller, svc *catalog.Service, ks *routing.KeySet, req 
 	total := p.now().Sub(start)
 	u := apiwallet.Usage{
 		WorkspaceID: c.workspaceID, Service: svc.Name, KeyID: keyID, UserID: c.userID,
-		Method: req.method, Status: status, Failed: failed, Attempts: len(tried),
-		Strategy: string(strategy), Premium: strategy != routing.StrategyPriority || len(tried) > 1,
+		Method: req.method, Status: status, Failed: failed, Attempts: len(tried), Unreached: !req.sent,
+		Strategy: string(strategy), Premium: req.sent && (strategy != routing.StrategyPriority || len(tried) > 1),
 		LatencyMicros: total.Microseconds(), OverheadMicros: (total - upstream).Microseconds(),
 		BytesIn: in, BytesOut: out, CreatedAt: p.now().UTC(),
 	}

@@ -320,6 +320,7 @@ type request struct {
 	body       io.ReadCloser
 	length     int64
 	credential string // to strip from the query, if it came there
+	sent       bool   // an attempt reached an upstream
 }
 
 // ServeService serves ANY /proxy/{service}/{path...}. rest is the escaped
@@ -440,8 +441,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		p.refuse(w, r, svc, err)
 		return
 	}
-	sent := false // an attempt reached an upstream
-	defer func() { p.settle(ctx, reservation, sent) }()
+	defer func() { p.settle(ctx, reservation, req.sent) }()
 	strategy := routing.StrategyCost
 	if s := r.Header.Get("X-Wallet-Strategy"); s != "" {
 		st, ok := routing.ParseStrategy(s)
@@ -575,14 +575,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 		if err != nil && ctx.Err() != nil {
 			// The client went away: not the key's fault, and nobody to
 			// answer. The call is recorded as failed.
-			sent = sent || !isDialError(err)
+			req.sent = req.sent || !isDialError(err)
 			tried = append(tried, attempt{keyID: keyID, reason: "client_gone"})
 			p.record(c, svc, ks, req, strategy, tried, keyID, 0, true, start, upstreamDur, 0, 0)
 			return
 		}
 		if err != nil {
 			reached := !isDialError(err)
-			sent = sent || reached
+			req.sent = req.sent || reached
 			if keyID != "fallback" {
 				p.router.ReportFailure(keyID, 0, nil, now)
 			}
@@ -597,7 +597,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time, r
 			p.noKey(w, r, svc, ks, tried, now)
 			return
 		}
-		sent = true
+		req.sent = true
 		tried = append(tried, attempt{keyID: keyID, status: res.StatusCode})
 		last, lastKey, lastSecret = res, keyID, secret
 		st := res.StatusCode

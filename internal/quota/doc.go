@@ -64,8 +64,8 @@
 //
 // Strict-side errors, never overshoot: a refund Redis cannot take (Redis
 // failing between reserve and settle) is dropped; a reservation Redis
-// counted whose answer was lost (a timeout) is counted again locally;
-// and the usage store counts every recorded call, including the few
-// recorded calls that were refunded (every attempt failed to connect), so
-// a counter initialised from it may start slightly high.
+// counted whose answer was lost (a timeout) is counted again locally.
+// A counter initialised from the usage store counts the recorded calls
+// that reached an upstream, as the counter itself does: the refunded ones
+// are recorded as unreached.
 package quota

@@ -97,7 +97,7 @@ func storeCount(ctx context.Context, store UsageStore, workspaceID string, perio
 	if err != nil {
 		return 0, fmt.Errorf("quota: read this month's usage: %w", err)
 	}
-	return s.Calls, nil
+	return s.Billable(), nil
 }
 
 var (

@@ -16,14 +16,14 @@ var _ apiwallet.UsageStore = (*DB)(nil)
 
 const usageColumns = `id, workspace_id, service, key_id, token_id, user_id, method, status, failed,
 	attempts, attempted, strategy, premium, latency_micros, overhead_micros, bytes_in, bytes_out,
-	cost_micros, saved_micros, created_at`
+	cost_micros, saved_micros, created_at, unreached`
 
-const usageColumnCount = 20
+const usageColumnCount = 21
 
 const hourlyColumns = `workspace_id, service, key_id, hour, calls, failed, premium, cost_micros,
-	saved_micros, bytes_in, bytes_out, latency_micros_sum`
+	saved_micros, bytes_in, bytes_out, latency_micros_sum, unreached`
 
-const hourlyColumnCount = 12
+const hourlyColumnCount = 13
 
 // Rows per multi-row statement, whatever the caller's batch size. On
 // PostgreSQL 100 rows (2,000 placeholders, well under its 65,535) make a
@@ -179,7 +179,7 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 			args = append(args, u.ID, u.WorkspaceID, u.Service, u.KeyID, u.TokenID, u.UserID,
 				u.Method, u.Status, u.Failed, u.Attempts, u.Attempted, u.Strategy, u.Premium,
 				u.LatencyMicros, u.OverheadMicros, u.BytesIn, u.BytesOut, u.CostMicros,
-				u.SavedMicros, created(u))
+				u.SavedMicros, created(u), u.Unreached)
 		}
 		if sqlite {
 			// A batch written for the first time inserts every row, and
@@ -267,7 +267,8 @@ const upsertHourly = ` ON CONFLICT (workspace_id, service, key_id, hour) DO UPDA
 	saved_micros = usage_hourly.saved_micros + excluded.saved_micros,
 	bytes_in = usage_hourly.bytes_in + excluded.bytes_in,
 	bytes_out = usage_hourly.bytes_out + excluded.bytes_out,
-	latency_micros_sum = usage_hourly.latency_micros_sum + excluded.latency_micros_sum`
+	latency_micros_sum = usage_hourly.latency_micros_sum + excluded.latency_micros_sum,
+	unreached = usage_hourly.unreached + excluded.unreached`
 
 // upsertRollups adds sums to the hourly rollups in the order of keys, the
 // same way insertUsageRecords writes records on each backend.
@@ -283,7 +284,7 @@ func (db *DB) upsertRollups(ctx context.Context, tx *sql.Tx, keys []rollupKey, s
 		for _, k := range chunk {
 			t := sums[k]
 			args = append(args, k.workspaceID, k.service, k.keyID, k.hour, t.Calls, t.Failed,
-				t.Premium, t.CostMicros, t.SavedMicros, t.BytesIn, t.BytesOut, t.LatencyMicros)
+				t.Premium, t.CostMicros, t.SavedMicros, t.BytesIn, t.BytesOut, t.LatencyMicros, t.Unreached)
 		}
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return err
@@ -319,6 +320,9 @@ func usageTotals(u *apiwallet.Usage) apiwallet.UsageTotals {
 	}
 	if u.Premium {
 		t.Premium = 1
+	}
+	if u.Unreached {
+		t.Unreached = 1
 	}
 	return t
 }
@@ -376,7 +380,8 @@ func (db *DB) WorkspaceUsage(ctx context.Context, workspaceID string, from, to t
 	}
 	rows, err := db.db.QueryContext(ctx, `SELECT service, CAST(SUM(calls) AS BIGINT), CAST(SUM(failed) AS BIGINT),
 			CAST(SUM(premium) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT), CAST(SUM(saved_micros) AS BIGINT),
-			CAST(SUM(bytes_in) AS BIGINT), CAST(SUM(bytes_out) AS BIGINT), CAST(SUM(latency_micros_sum) AS BIGINT)
+			CAST(SUM(bytes_in) AS BIGINT), CAST(SUM(bytes_out) AS BIGINT), CAST(SUM(latency_micros_sum) AS BIGINT),
+			CAST(SUM(unreached) AS BIGINT)
 		FROM usage_hourly WHERE workspace_id = $1 AND hour >= $2 AND hour < $3
 		GROUP BY service ORDER BY service`, workspaceID, floorHour(micros(from)), micros(to))
 	if err != nil {
@@ -387,7 +392,7 @@ func (db *DB) WorkspaceUsage(ctx context.Context, workspaceID string, from, to t
 		var su apiwallet.ServiceUsage
 		t := &su.UsageTotals
 		if err := rows.Scan(&su.Service, &t.Calls, &t.Failed, &t.Premium, &t.CostMicros, &t.SavedMicros,
-			&t.BytesIn, &t.BytesOut, &t.LatencyMicros); err != nil {
+			&t.BytesIn, &t.BytesOut, &t.LatencyMicros, &t.Unreached); err != nil {
 			return s, err
 		}
 		s.Services = append(s.Services, su)

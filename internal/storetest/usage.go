@@ -21,7 +21,7 @@ func newUsage(ws, service, key string, at time.Time, n int) apiwallet.Usage {
 	return apiwallet.Usage{
 		ID: apiwallet.NewID("use"), WorkspaceID: ws, Service: service, KeyID: key,
 		TokenID: "tok_test", UserID: "usr_test", Method: "POST", Status: 200, Attempts: 1,
-		Attempted: key + ":200", Strategy: "cost", Premium: n%3 == 0, Failed: n%5 == 0,
+		Attempted: key + ":200", Strategy: "cost", Premium: n%3 == 0, Failed: n%5 == 0, Unreached: n%7 == 0,
 		LatencyMicros: int64(1000 + n), OverheadMicros: int64(50 + n), BytesIn: int64(10 * n),
 		BytesOut: int64(100 * n), CostMicros: int64(n), SavedMicros: int64(2 * n), CreatedAt: at,
 	}
@@ -40,6 +40,9 @@ func sumUsage(batch []apiwallet.Usage) apiwallet.UsageSummary {
 		}
 		if u.Premium {
 			t.Premium = 1
+		}
+		if u.Unreached {
+			t.Unreached = 1
 		}
 		s.Add(t)
 		if by[u.Service] == nil {
@@ -141,7 +144,7 @@ func testUsageSums(t *testing.T, s Store) {
 	mustInsertUsage(t, s, batch[25:])
 
 	want := sumUsage(inMarch)
-	if want.Calls != 60 || len(want.Services) != 2 {
+	if want.Calls != 60 || want.Unreached != 8 || want.Billable() != 52 || len(want.Services) != 2 {
 		t.Fatalf("test setup: %+v", want)
 	}
 	wantSummary(t, s, ws, march, april, want)
