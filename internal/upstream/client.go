@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -58,10 +59,13 @@ type Client struct {
 	dialer net.Dialer
 	slow   *http.Transport // requests through a proxy
 
-	mu     sync.Mutex
-	pools  map[string]*pool // by scheme "://" host:port
+	// routes maps each upstream to its pool, or to nil when the
+	// environment sends its requests through a proxy. It is copied on
+	// write (a new upstream is rare) so that every call reads it without
+	// a lock.
+	routes atomic.Pointer[map[hostKey]*pool]
+	mu     sync.Mutex // serialises changes to routes, and closed
 	closed bool
-	proxy  sync.Map // scheme "://" host → bool: the request goes through a proxy
 
 	stop chan struct{}
 	done chan struct{}
@@ -93,7 +97,6 @@ func New(o Options) *Client {
 	c := &Client{
 		opts:   o,
 		dialer: net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
-		pools:  map[string]*pool{},
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
@@ -109,9 +112,13 @@ func New(o Options) *Client {
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true, // bodies pass through as encoded
 	}
+	c.routes.Store(&map[hostKey]*pool{})
 	go c.sweep()
 	return c
 }
+
+// hostKey names an upstream: the scheme and host[:port] of its URLs.
+type hostKey struct{ scheme, host string }
 
 // Close closes idle connections and stops the idle sweeper; connections
 // in use are closed when their responses are done.
@@ -122,8 +129,8 @@ func (c *Client) Close() {
 		return
 	}
 	c.closed = true
-	pools := c.pools
-	c.pools = map[string]*pool{}
+	pools := c.allPools()
+	c.routes.Store(&map[hostKey]*pool{})
 	c.mu.Unlock()
 	close(c.stop)
 	<-c.done
@@ -144,13 +151,14 @@ func (c *Client) CloseIdleConnections() {
 	c.slow.CloseIdleConnections()
 }
 
-// allPools lists the pools, so that they are closed without c.mu held.
+// allPools lists the pools.
 func (c *Client) allPools() []*pool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	pools := make([]*pool, 0, len(c.pools))
-	for _, p := range c.pools {
-		pools = append(pools, p)
+	routes := *c.routes.Load()
+	pools := make([]*pool, 0, len(routes))
+	for _, p := range routes {
+		if p != nil {
+			pools = append(pools, p)
+		}
 	}
 	return pools
 }
@@ -187,14 +195,17 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*http.Response, err
 		closeBody(req)
 		return nil, fmt.Errorf("upstream: unsupported URL %q", redactURL(req))
 	}
-	if c.viaProxy(req) {
+	k := hostKey{u.Scheme, u.Host}
+	p, known := (*c.routes.Load())[k]
+	if !known {
+		p = c.route(k, req)
+	}
+	if p == nil {
 		if req.Context() != ctx {
 			req = req.WithContext(ctx)
 		}
 		return c.slow.RoundTrip(req)
 	}
-	key := u.Scheme + "://" + u.Host
-	p := c.pool(key, u)
 	for fresh := false; ; fresh = true {
 		pc, err := p.get(ctx, c, fresh)
 		if err != nil {
@@ -251,22 +262,19 @@ func retryable(req *http.Request, nr *notReceived) bool {
 	return ok
 }
 
-func (c *Client) viaProxy(req *http.Request) bool {
-	k := req.URL.Scheme + "://" + req.URL.Host
-	if v, ok := c.proxy.Load(k); ok {
-		return v.(bool)
-	}
-	pu, err := c.opts.Proxy(req)
-	via := err != nil || pu != nil // an error is the Transport's to report
-	c.proxy.Store(k, via)
-	return via
-}
-
-func (c *Client) pool(key string, u *url.URL) *pool {
+// route finds how requests to a new upstream go, and keeps it: nil when
+// Options.Proxy sends them to a proxy (or fails, which the Transport then
+// reports), else the upstream's pool.
+func (c *Client) route(k hostKey, req *http.Request) *pool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p := c.pools[key]
-	if p == nil {
+	routes := *c.routes.Load()
+	if p, ok := routes[k]; ok {
+		return p
+	}
+	var p *pool
+	if pu, err := c.opts.Proxy(req); err == nil && pu == nil {
+		u := req.URL
 		host, port := u.Hostname(), u.Port()
 		if port == "" {
 			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
@@ -284,12 +292,17 @@ func (c *Client) pool(key string, u *url.URL) *pool {
 			cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
 			p.tls = cfg
 		}
-		if c.closed {
-			p.closed = true // used once, kept nowhere
-		} else {
-			c.pools[key] = p
-		}
 	}
+	if c.closed {
+		if p != nil {
+			p.closed = true // used once, kept nowhere
+		}
+		return p
+	}
+	next := make(map[hostKey]*pool, len(routes)+1)
+	maps.Copy(next, routes)
+	next[k] = p
+	c.routes.Store(&next)
 	return p
 }
 

@@ -165,9 +165,11 @@ func eventually(d time.Duration, cond func() bool) bool {
 }
 
 func poolOf(c *Client, key string) *pool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pools[key]
+	u, err := url.Parse(key)
+	if err != nil {
+		panic(err)
+	}
+	return (*c.routes.Load())[hostKey{u.Scheme, u.Host}]
 }
 
 func idleConns(c *Client, key string) []*conn {
@@ -1149,11 +1151,11 @@ func TestPoolConfiguration(t *testing.T) {
 	given := &tls.Config{NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS10}
 	c := newClient(t, Options{TLSConfig: given})
 
-	p := c.pool("http://api.example.com", &url.URL{Scheme: "http", Host: "api.example.com"})
+	p := c.route(hostKey{"http", "api.example.com"}, newRequest(t, http.MethodGet, "http://api.example.com", nil))
 	if p.addr != "api.example.com:80" || p.tls != nil {
 		t.Errorf("http pool: addr %q, TLS %v; want api.example.com:80 without TLS", p.addr, p.tls != nil)
 	}
-	p = c.pool("https://[::1]", &url.URL{Scheme: "https", Host: "[::1]"})
+	p = c.route(hostKey{"https", "[::1]"}, newRequest(t, http.MethodGet, "https://[::1]", nil))
 	if p.addr != "[::1]:443" {
 		t.Errorf("https pool addr %q, want [::1]:443", p.addr)
 	}
@@ -1164,12 +1166,12 @@ func TestPoolConfiguration(t *testing.T) {
 	if !slices.Equal(given.NextProtos, []string{"h2"}) || given.ServerName != "" || given.MinVersion != tls.VersionTLS10 {
 		t.Errorf("the caller's TLS config was changed: %+v", given)
 	}
-	if again := c.pool("https://[::1]", &url.URL{Scheme: "https", Host: "[::1]"}); again != p {
+	if again := c.route(hostKey{"https", "[::1]"}, newRequest(t, http.MethodGet, "https://[::1]", nil)); again != p {
 		t.Error("a second pool for the same host")
 	}
 
 	named := newClient(t, Options{TLSConfig: &tls.Config{ServerName: "sni.example"}})
-	p = named.pool("https://10.0.0.1:8443", &url.URL{Scheme: "https", Host: "10.0.0.1:8443"})
+	p = named.route(hostKey{"https", "10.0.0.1:8443"}, newRequest(t, http.MethodGet, "https://10.0.0.1:8443", nil))
 	if p.addr != "10.0.0.1:8443" || p.tls.ServerName != "sni.example" {
 		t.Errorf("addr %q, ServerName %q; want 10.0.0.1:8443 and the configured sni.example", p.addr, p.tls.ServerName)
 	}
