@@ -86,21 +86,8 @@ func (db *DB) purgeWorkspace(ctx context.Context, tx *sql.Tx, tables []string, i
 // returns their IDs. Changes that may take away the last one lock first, so
 // that two admins demoting each other at once cannot both succeed.
 func lockEnabledAdmins(ctx context.Context, tx *sql.Tx) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `UPDATE users SET token_version = token_version
-		WHERE role = $1 AND disabled = $2 RETURNING id`, apiwallet.RoleAdmin, false)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return collectStrings(tx.QueryContext(ctx, `UPDATE users SET token_version = token_version
+		WHERE role = $1 AND disabled = $2 RETURNING id`, apiwallet.RoleAdmin, false))
 }
 
 // checkNotLastAdmin fails if id is the only enabled ADMIN.
@@ -206,21 +193,9 @@ func (db *DB) DeleteUserAccount(ctx context.Context, id string, ev *apiwallet.Au
 
 // txWorkspaceIDs lists the workspaces userID belongs to, in ID order.
 func txWorkspaceIDs(ctx context.Context, tx *sql.Tx, userID string) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT workspace_id FROM memberships WHERE user_id = $1`, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
+	ids, err := collectStrings(tx.QueryContext(ctx, `SELECT workspace_id FROM memberships WHERE user_id = $1`, userID))
 	sort.Strings(ids)
-	return ids, rows.Err()
+	return ids, err
 }
 
 // UpdateUserAsAdmin implements apiwallet.AccountStore.

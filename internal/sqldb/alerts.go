@@ -252,19 +252,6 @@ func (db *DB) FindDueAlertDeliveries(ctx context.Context, now time.Time, limit i
 // rollups.
 func (db *DB) WorkspacesWithUsageSince(ctx context.Context, since time.Time) (_ []string, err error) {
 	defer apiwallet.Wrap(&err, "WorkspacesWithUsageSince")
-	rows, err := db.db.QueryContext(ctx, `SELECT DISTINCT workspace_id FROM usage_hourly WHERE hour >= $1
-		ORDER BY workspace_id`, floorHour(micros(since)))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return collectStrings(db.db.QueryContext(ctx, `SELECT DISTINCT workspace_id FROM usage_hourly WHERE hour >= $1
+		ORDER BY workspace_id`, floorHour(micros(since))))
 }

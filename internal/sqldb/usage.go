@@ -293,6 +293,23 @@ func (db *DB) upsertRollups(ctx context.Context, tx *sql.Tx, keys []rollupKey, s
 	return nil
 }
 
+// collectStrings returns the one text column of a query's rows.
+func collectStrings(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
 // collectIDs adds each id an INSERT ... RETURNING id returned to ids.
 func collectIDs(rows *sql.Rows, err error, ids map[string]bool) error {
 	if err != nil {
