@@ -17,6 +17,7 @@ import (
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/auth"
 	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/httpd"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
@@ -165,12 +166,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	evalCtx, stopEval := context.WithCancel(context.Background())
 	evalDone := make(chan struct{})
 	go func() { defer close(evalDone); w.AlertEvaluator().Run(evalCtx) }()
-	srv := &http.Server{
+	srv := &httpd.Server{
 		Handler:           w.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		Log:               a.log,
 	}
 	if a.cfg.PprofAddr != "" {
 		go func() {

@@ -6,15 +6,17 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/apikeywallet/apiwallet/internal/alerts"
 	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/httpd"
 	"github.com/apikeywallet/apiwallet/internal/metering"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
@@ -23,9 +25,9 @@ import (
 	"github.com/apikeywallet/apiwallet/internal/wallet"
 )
 
-// testServer is the wallet's HTTP API on a real database behind httptest.
+// testServer is the wallet's HTTP API on a real database, served by httpd.
 type testServer struct {
-	*httptest.Server
+	*liveServer
 	t   *testing.T
 	db  *sqldb.DB
 	cfg *config.Config
@@ -82,7 +84,7 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 		t.Fatal(err)
 	}
 	db.OnCommit = w.Proxy.Epoch().Bump
-	ts := &testServer{Server: httptest.NewServer(w.Handler), t: t, db: db, cfg: cfg, keys: w.Keys, logs: logs,
+	ts := &testServer{liveServer: startLive(t, w.Handler), t: t, db: db, cfg: cfg, keys: w.Keys, logs: logs,
 		proxy: w.Proxy, recorder: w.Recorder, alerts: w.Alerts}
 	t.Cleanup(func() {
 		ts.Close()
@@ -176,4 +178,45 @@ func (ts *testServer) register(email string) account {
 	u := m["user"].(map[string]any)
 	return account{ID: u["id"].(string), Email: email, Token: m["token"].(string),
 		WorkspaceID: u["personalWorkspaceId"].(string)}
+}
+
+// liveServer serves a handler on a loopback port with the server
+// `apiwallet serve` uses, so every API test runs over it.
+type liveServer struct {
+	URL      string
+	Listener net.Listener
+	srv      *httpd.Server
+	client   *http.Client
+	errc     chan error
+	once     sync.Once
+}
+
+func startLive(t *testing.T, h http.Handler) *liveServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &liveServer{URL: "http://" + ln.Addr().String(), Listener: ln,
+		srv:    &httpd.Server{Handler: h, MaxHeaderBytes: 64 << 10},
+		client: &http.Client{Transport: &http.Transport{}}, errc: make(chan error, 1)}
+	go func() { s.errc <- s.srv.Serve(ln) }()
+	return s
+}
+
+// Client returns a client for the server, as httptest.Server's does.
+func (s *liveServer) Client() *http.Client { return s.client }
+
+// Close waits for the requests in flight and stops the server. Like
+// httptest.Server's, it may be called more than once.
+func (s *liveServer) Close() {
+	s.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			_ = s.srv.Close()
+		}
+		<-s.errc
+		s.client.CloseIdleConnections()
+	})
 }

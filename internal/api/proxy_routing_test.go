@@ -173,6 +173,10 @@ func TestProxyRetryPolicy(t *testing.T) {
 	pw := newProxyWorld(t, ts)
 	a := pw.addKey("stripe", bad, "free", -1)
 	b := pw.addKey("stripe", good, "paid", -1)
+	// Keys made in the same millisecond have ids in random order: the
+	// priorities decide which one the priority strategy tries first.
+	ts.do("PATCH", "/keys/"+a, pw.acct.Token, map[string]any{"priority": 1}).want(t, 200)
+	ts.do("PATCH", "/keys/"+b, pw.acct.Token, map[string]any{"priority": 2}).want(t, 200)
 	_, tok := pw.token("stripe")
 
 	r := pw.call("POST", "/proxy/stripe/v1/charges", tok, "amount=100", "X-Wallet-Strategy", "priority")
