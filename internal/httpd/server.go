@@ -392,7 +392,9 @@ func (c *conn) serveOne() bool {
 	req.RemoteAddr = c.remoteAddr
 	c.lastPOST = req.Method == http.MethodPost
 
-	w := &response{c: c, req: req, header: make(http.Header), contentLength: -1, pending: c.pending[:0]}
+	// A proxied answer carries the upstream's headers and the wallet's
+	// own; sized for them, the map does not grow while they are set.
+	w := &response{c: c, req: req, header: make(http.Header, 16), contentLength: -1, pending: c.pending[:0]}
 	w.closeAfter = req.Close
 	expect := req.Header.Get("Expect")
 	continues := httpguts.HeaderValuesContainsToken(req.Header["Expect"], "100-continue")

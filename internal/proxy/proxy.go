@@ -681,11 +681,15 @@ func (p *Proxy) outbound(req *request, body io.Reader, secret []byte) *http.Requ
 		}
 	}
 	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // no Go default
+		out.Header["User-Agent"] = noUserAgent
 	}
 	req.svc.Inject(out, string(secret))
 	return out
 }
+
+// noUserAgent keeps the upstream client from adding a default User-Agent.
+// It is shared by every call, and nothing writes to it.
+var noUserAgent = []string{""}
 
 func mustUnescape(s string) string {
 	p, err := url.PathUnescape(s)
