@@ -44,9 +44,6 @@ type DB struct {
 
 	changedMu sync.Mutex
 	changed   map[*sql.Tx]bool
-
-	usageMu   sync.Mutex
-	usageStmt *sql.Stmt // see usageChunkStmt
 }
 
 // quietActions are audit actions that change nothing the proxy caches.
@@ -110,15 +107,7 @@ func (db *DB) Dialect() string { return db.dialect.name }
 func (db *DB) SQL() *sql.DB { return db.db }
 
 // Close closes the database.
-func (db *DB) Close() error {
-	db.usageMu.Lock()
-	if db.usageStmt != nil {
-		_ = db.usageStmt.Close()
-		db.usageStmt = nil
-	}
-	db.usageMu.Unlock()
-	return db.db.Close()
-}
+func (db *DB) Close() error { return db.db.Close() }
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }

@@ -165,6 +165,12 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 	}
 	inserted := make(map[string]bool, len(batch))
 	args := make([]any, 0, min(len(batch), size)*usageColumnCount)
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
 	for start := 0; start < len(batch); start += size {
 		chunk := batch[start:min(start+size, len(batch))]
 		args = args[:0]
@@ -180,7 +186,7 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 			// the row count says so without the ids coming back, which
 			// costs SQLite as much as the insert. A retried batch, whose
 			// rows may already be there, is written again the long way.
-			all, err := db.insertAllOrNothing(ctx, tx, chunk, args, size)
+			all, err := db.insertAllOrNothing(ctx, tx, chunk, args, size, &full)
 			if err != nil {
 				return nil, err
 			}
@@ -200,8 +206,10 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 }
 
 // insertAllOrNothing inserts chunk on SQLite inside a savepoint and keeps
-// the rows only if every one was new.
-func (db *DB) insertAllOrNothing(ctx context.Context, tx *sql.Tx, chunk []apiwallet.Usage, args []any, size int) (bool, error) {
+// the rows only if every one was new. full is the prepared statement for
+// chunks of size rows, prepared on first use.
+func (db *DB) insertAllOrNothing(ctx context.Context, tx *sql.Tx, chunk []apiwallet.Usage, args []any,
+	size int, full **sql.Stmt) (bool, error) {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT usage_chunk`); err != nil {
 		return false, err
 	}
@@ -210,10 +218,12 @@ func (db *DB) insertAllOrNothing(ctx context.Context, tx *sql.Tx, chunk []apiwal
 		err error
 	)
 	if len(chunk) == size {
-		var st *sql.Stmt
-		if st, err = db.usageChunkStmt(ctx, size); err == nil {
-			res, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		if *full == nil {
+			if *full, err = tx.PrepareContext(ctx, insertUsageSQL(size, true, false)); err != nil {
+				return false, err
+			}
 		}
+		res, err = (*full).ExecContext(ctx, args...)
 	} else {
 		res, err = tx.ExecContext(ctx, insertUsageSQL(len(chunk), true, false), args...)
 	}
@@ -234,22 +244,6 @@ func (db *DB) insertAllOrNothing(ctx context.Context, tx *sql.Tx, chunk []apiwal
 		return false, err
 	}
 	return all, nil
-}
-
-// usageChunkStmt is the SQLite INSERT of a full chunk, prepared once:
-// parsing its thousand placeholders costs about as much as writing the
-// chunk's rows.
-func (db *DB) usageChunkStmt(ctx context.Context, size int) (*sql.Stmt, error) {
-	db.usageMu.Lock()
-	defer db.usageMu.Unlock()
-	if db.usageStmt == nil {
-		st, err := db.db.PrepareContext(ctx, insertUsageSQL(size, true, false))
-		if err != nil {
-			return nil, err
-		}
-		db.usageStmt = st
-	}
-	return db.usageStmt, nil
 }
 
 // insertUsageSQL is the statement inserting rows records, returning the
