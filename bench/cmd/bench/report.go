@@ -35,6 +35,26 @@ func median(runs []measured) measured {
 	return s[(len(s)-1)/2]
 }
 
+// roundRatios lists a/b for each round both targets ran, or "" for fewer
+// than two rounds.
+func roundRatios(a, b *target) string {
+	if a == nil || b == nil {
+		return ""
+	}
+	n := min(len(a.runs), len(b.runs))
+	if n < 2 {
+		return ""
+	}
+	out := make([]string, n)
+	for i := range n {
+		out[i] = "n/a"
+		if b.runs[i].RPS > 0 {
+			out[i] = fmt.Sprintf("%.2f", a.runs[i].RPS/b.runs[i].RPS)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 // fmtShare formats a share of the machine, or "?" when unknown.
 func fmtShare(f float64) string {
 	if f < 0 {
@@ -181,6 +201,13 @@ func (r *runner) report(w io.Writer) {
 	p("| floor / nginx | %s | reference (issue: about 0.40-0.46) |", ratioOf(rps, "floor", "nginx"))
 	p("| nginx / direct | %s | reference (issue: about 0.56-0.63) |", ratioOf(rps, "nginx", "direct"))
 	p("")
+	if byRound := roundRatios(r.target("wallet"), r.target("nginx")); byRound != "" {
+		// The ratio above divides medians taken over different rounds;
+		// each round ran both targets back to back, so its own ratio
+		// shows how much of a difference is the machine's drift.
+		p("wallet / nginx within each round: %s.", byRound)
+		p("")
+	}
 
 	var direct *loadResult
 	if d := r.target("direct"); d != nil {
