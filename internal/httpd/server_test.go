@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/apikeywallet/apiwallet/internal/testenv"
 )
 
 // testServer is the API that Server shares with http.Server. Every behaviour
@@ -132,23 +134,6 @@ func (r *runningServer) serveResult(d time.Duration) (returned bool, err error) 
 	case <-time.After(d):
 		return false, nil
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func dialServer(t *testing.T, addr string) net.Conn {
@@ -274,7 +259,7 @@ func TestFlushStreams(t *testing.T) {
 // clean end it could mistake for the whole response.
 func TestAbortHandler(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im testImpl) {
-		var logBuf syncBuffer
+		var logBuf testenv.LogBuffer
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "partial")
 			w.(http.Flusher).Flush()
@@ -304,7 +289,7 @@ func TestAbortHandler(t *testing.T) {
 // keeps serving other connections.
 func TestPanicLogged(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im testImpl) {
-		var logBuf syncBuffer
+		var logBuf testenv.LogBuffer
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/panic" {
 				panic("boom-7f3a")
