@@ -110,6 +110,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
+		_ = ln.Close()
 		return http.ErrServerClosed
 	}
 	if s.listeners == nil {
@@ -252,6 +253,10 @@ type conn struct {
 	wmu      sync.Mutex
 	pending  [pendingSize]byte
 	lastPOST bool
+	// cancel and body are the request being served, for abandon.
+	cancel context.CancelFunc
+	body   *requestBody
+	served int // requests read on this connection
 	// linger: the client may still be sending when the connection
 	// closes; see lingerClose.
 	linger bool
@@ -279,6 +284,10 @@ func (c *conn) serve() {
 			c.s.log().Error("http: panic serving", "remote", c.remoteAddr, "panic", fmt.Sprint(v), "stack", string(buf))
 		}
 		c.state.Store(stateClosed)
+		if !c.abandon() {
+			// A reader of the last body may still hold the buffers.
+			c.br, c.bw = nil, nil
+		}
 		if c.linger {
 			c.lingerClose()
 		}
@@ -301,6 +310,26 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// abandon ends the request a panic left behind, as net/http does: its
+// context is cancelled and its body closed, so a goroutine the handler
+// left reading it stops rather than read the connection's next bytes. It
+// reports whether the connection's buffers are free for reuse.
+func (c *conn) abandon() bool {
+	if c.cancel == nil {
+		return true
+	}
+	c.watch.Stop()
+	c.r.endRequest()
+	c.cancel()
+	c.cancel = nil
+	if c.body == nil {
+		return true
+	}
+	// Unblock a read in progress so that its reader lets go of the body.
+	_ = c.rwc.SetReadDeadline(aLongTimeAgo)
+	return c.body.tryClose()
 }
 
 func (c *conn) release() {
@@ -340,27 +369,35 @@ func getWriter(w io.Writer) *bufio.Writer {
 // serveOne reads one request, serves it, and reports whether the
 // connection may carry another.
 func (c *conn) serveOne() bool {
-	// Wait for the next request, idle.
-	if c.br.Buffered() == 0 {
+	// Old clients end a POST body with a stray CRLF (RFC 9112 section
+	// 2.2); net/http skips up to four such bytes too.
+	skip := 0
+	if c.lastPOST {
+		skip = 4
+	}
+	skip -= c.skipCRLF(skip)
+	// Wait for the next request, idle: a new connection only as long as
+	// a request's header may take.
+	for c.br.Buffered() == 0 {
 		if !c.state.CompareAndSwap(stateActive, stateIdle) && c.state.Load() != stateIdle {
 			return false
 		}
-		_ = c.rwc.SetReadDeadline(time.Now().Add(c.s.idleTimeout()))
+		wait := c.s.idleTimeout()
+		if c.served == 0 {
+			wait = c.s.headerTimeout()
+		}
+		_ = c.rwc.SetReadDeadline(time.Now().Add(wait))
 		if _, err := c.br.Peek(1); err != nil {
 			return false
 		}
+		skip -= c.skipCRLF(skip)
 	}
 	if !c.state.CompareAndSwap(stateIdle, stateActive) && c.state.Load() != stateActive {
 		return false // Shutdown closed it as idle
 	}
+	c.served++
 
 	_ = c.rwc.SetReadDeadline(time.Now().Add(c.s.headerTimeout()))
-	if c.lastPOST {
-		// Old clients end a POST body with a stray CRLF (RFC 9112
-		// section 2.2); net/http skips it too.
-		peek, _ := c.br.Peek(4)
-		_, _ = c.br.Discard(leadingCRLF(peek))
-	}
 	c.r.scan.reset()
 	c.r.scan.feed(c.peekBuffered())
 	// What the wait read ahead counts toward the header's bound.
@@ -376,7 +413,8 @@ func (c *conn) serveOne() bool {
 			c.refuse(http.StatusRequestHeaderFieldsTooLarge, "")
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeout(err):
 			// The client went away or stalled: nothing to answer.
-		case strings.Contains(err.Error(), "transfer encoding"):
+		case strings.HasPrefix(err.Error(), "unsupported transfer encoding"),
+			strings.HasPrefix(err.Error(), "too many transfer encodings"):
 			// ReadRequest's unsupported or repeated Transfer-Encoding,
 			// which net/http answers with 501.
 			c.refuse(http.StatusNotImplemented, "unsupported transfer encoding")
@@ -385,7 +423,7 @@ func (c *conn) serveOne() bool {
 		}
 		return false
 	}
-	if code, msg := checkRequest(req, hosts); code != 0 {
+	if code, msg := checkRequest(req, hosts, &c.r.scan); code != 0 {
 		c.refuse(code, msg)
 		return false
 	}
@@ -396,8 +434,9 @@ func (c *conn) serveOne() bool {
 	// own; sized for them, the map does not grow while they are set.
 	w := &response{c: c, req: req, header: make(http.Header, 16), contentLength: -1, pending: c.pending[:0]}
 	w.closeAfter = req.Close
+	// Like net/http, only the first Expect header counts.
 	expect := req.Header.Get("Expect")
-	continues := httpguts.HeaderValuesContainsToken(req.Header["Expect"], "100-continue")
+	continues := httpguts.HeaderValuesContainsToken([]string{expect}, "100-continue")
 	if expect != "" && !continues {
 		w.header.Set("Connection", "close")
 		w.WriteHeader(http.StatusExpectationFailed)
@@ -418,6 +457,7 @@ func (c *conn) serveOne() bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	req = req.WithContext(ctx)
 	w.req = req
+	c.cancel, c.body = cancel, body
 	c.r.startRequest(cancel)
 	c.watch.Reset(watchDelay)
 
@@ -431,11 +471,24 @@ func (c *conn) serveOne() bool {
 	c.watch.Stop()
 	c.r.endRequest()
 	cancel()
+	c.cancel, c.body = nil, nil
 	if body != nil && !body.finish() {
 		w.closeAfter = true
 		c.linger = true
 	}
 	return w.finish()
+}
+
+// skipCRLF discards up to max buffered CR and LF bytes without waiting for
+// more, and returns how many it discarded.
+func (c *conn) skipCRLF(max int) int {
+	if max <= 0 {
+		return 0
+	}
+	b := c.peekBuffered()
+	n := leadingCRLF(b[:min(len(b), max)])
+	_, _ = c.br.Discard(n)
+	return n
 }
 
 // peekBuffered returns the bytes already read past the last request.
@@ -445,7 +498,7 @@ func (c *conn) peekBuffered() []byte {
 }
 
 // checkRequest repeats the checks net/http's server makes after parsing.
-func checkRequest(req *http.Request, hosts int) (int, string) {
+func checkRequest(req *http.Request, hosts int, scan *hostScan) (int, string) {
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
@@ -455,8 +508,10 @@ func checkRequest(req *http.Request, hosts int) (int, string) {
 	if hosts > 1 {
 		return http.StatusBadRequest, "too many Host headers"
 	}
-	if hosts == 1 && !httpguts.ValidHostHeader(req.Host) {
-		return http.StatusBadRequest, "malformed Host header"
+	if hosts == 1 {
+		if v, ok := scan.hostValue(); !ok || !httpguts.ValidHostHeader(v) {
+			return http.StatusBadRequest, "malformed Host header"
+		}
 	}
 	for k, vv := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
@@ -648,9 +703,23 @@ type hostScan struct {
 	match   int // bytes of "host:" matched at the start of this line; -1: none
 	lineLen int
 	hosts   int
+	// value is the first Host line's value, up to maxHostValue bytes:
+	// with an absolute-form target ReadRequest takes the host from the
+	// URL, and the header must still be valid, as net/http requires.
+	value   []byte
+	inValue bool
+	long    bool
 }
 
-func (s *hostScan) reset() { *s = hostScan{active: true} }
+const maxHostValue = 1024
+
+func (s *hostScan) reset() { *s = hostScan{active: true, value: s.value[:0]} }
+
+// hostValue returns the first Host header's value and whether it was
+// short enough to keep.
+func (s *hostScan) hostValue() (string, bool) {
+	return textproto.TrimString(string(s.value)), !s.long
+}
 
 func (s *hostScan) feed(p []byte) {
 	for i := 0; i < len(p) && s.active; i++ {
@@ -659,14 +728,22 @@ func (s *hostScan) feed(p []byte) {
 			if s.lineLen == 0 {
 				s.active = false // the blank line ending the header
 			}
-			s.lineLen, s.match = 0, 0
+			s.lineLen, s.match, s.inValue = 0, 0, false
 		case '\r':
 		default:
+			if s.inValue {
+				if len(s.value) < maxHostValue {
+					s.value = append(s.value, b)
+				} else {
+					s.long = true
+				}
+			}
 			if s.match >= 0 && s.match < 5 {
 				if b|0x20 == "host:"[s.match] {
 					s.match++
 					if s.match == 5 {
 						s.hosts++
+						s.inValue = s.hosts == 1
 					}
 				} else {
 					s.match = -1
@@ -713,6 +790,17 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// tryClose closes the body for good unless a read holds it, and reports
+// whether it did.
+func (b *requestBody) tryClose() bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	b.closed = true
+	b.mu.Unlock()
+	return true
+}
+
 func (b *requestBody) Close() error {
 	// The server reads what is left after the handler returns.
 	return nil
@@ -753,9 +841,20 @@ type response struct {
 	written       int64
 	pending       []byte
 	trailers      []string // declared in the Trailer header
+	// sent is the header as it was at WriteHeader, when the handler
+	// changed it afterwards: as with net/http, later changes are not sent
+	// (only trailers are read from the live header).
+	sent http.Header
+	// informed: the handler wrote a status, so no automatic 100 Continue.
+	informed atomic.Bool
 }
 
-func (w *response) Header() http.Header { return w.header }
+func (w *response) Header() http.Header {
+	if w.wroteHeader && !w.committed && w.sent == nil {
+		w.sent = w.header.Clone()
+	}
+	return w.header
+}
 
 func (w *response) WriteHeader(code int) {
 	if code < 100 || code > 999 {
@@ -764,12 +863,16 @@ func (w *response) WriteHeader(code int) {
 	if w.wroteHeader {
 		return
 	}
+	w.informed.Store(true)
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		w.writeInformational(code)
 		return
 	}
 	w.wroteHeader = true
 	w.status = code
+	if code == http.StatusSwitchingProtocols {
+		w.closeAfter = true // there is no upgrade to switch to
+	}
 	if cl := w.header.Get("Content-Length"); cl != "" {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			w.contentLength = n
@@ -785,7 +888,9 @@ func (w *response) writeInformational(code int) {
 	bw := w.c.bw
 	w.writeStatusLine(code)
 	for k, vv := range w.header {
-		writeHeaderField(bw, k, vv)
+		if k != "Content-Length" && k != "Transfer-Encoding" {
+			writeHeaderField(bw, k, vv) // an interim answer has no body
+		}
 	}
 	_, _ = bw.WriteString("\r\n")
 	if bw.Flush() != nil {
@@ -796,7 +901,7 @@ func (w *response) writeInformational(code int) {
 func (w *response) writeContinue() {
 	w.c.wmu.Lock()
 	defer w.c.wmu.Unlock()
-	if w.committed {
+	if w.committed || w.informed.Load() {
 		return
 	}
 	_, _ = w.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
@@ -877,6 +982,9 @@ func (w *response) commit(final bool, sniff []byte) {
 	defer w.c.wmu.Unlock()
 	w.committed = true
 	h := w.header
+	if w.sent != nil {
+		h = w.sent
+	}
 	allowed := bodyAllowed(w.status)
 	is11 := w.req.ProtoAtLeast(1, 1)
 	isHEAD := w.req.Method == http.MethodHead
@@ -902,18 +1010,17 @@ func (w *response) commit(final bool, sniff []byte) {
 	delete(h, "Connection")
 	if final && w.contentLength < 0 && allowed && !hasTE && w.trailers == nil && (!isHEAD || w.written > 0) {
 		w.contentLength = w.written // all of it held back
-		h["Content-Length"] = []string{strconv.FormatInt(w.contentLength, 10)}
 	}
+	// The length sent is the one the framing uses, whatever the header
+	// map says by now.
+	delete(h, "Content-Length")
 	switch {
 	case w.status == http.StatusNotModified:
 		// RFC 9110 section 15.4.5: a 304 describes a body it does not
-		// carry; net/http drops these.
+		// carry; net/http drops its type too.
 		delete(h, "Content-Type")
-		delete(h, "Content-Length")
 	case !allowed:
-		delete(h, "Content-Length")
 	case w.trailers != nil:
-		delete(h, "Content-Length")
 		w.contentLength = -1
 		w.chunked = true
 	case w.contentLength < 0 && !isHEAD:
@@ -921,6 +1028,10 @@ func (w *response) commit(final bool, sniff []byte) {
 			w.chunked = true
 		} else {
 			w.closeAfter = true
+		}
+	default:
+		if w.contentLength >= 0 {
+			h["Content-Length"] = []string{strconv.FormatInt(w.contentLength, 10)}
 		}
 	}
 	keepAlive10 := false
