@@ -205,3 +205,19 @@ func TestPanicEndsRequest(t *testing.T) {
 		}
 	})
 }
+
+// TestSlowFirstHeader: the first request's header must arrive within the
+// header timeout counted from accept, however it is spread out.
+func TestSlowFirstHeader(t *testing.T) {
+	forEachImpl(t, func(t *testing.T, im testImpl) {
+		rs := startServer(t, im, http.NotFoundHandler(), testConfig{ReadHeaderTimeout: 600 * time.Millisecond, IdleTimeout: 5 * time.Second})
+		c := dialServer(t, rs.addr)
+		time.Sleep(400 * time.Millisecond)
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\n")
+		// About 200 ms are left of the timeout; restarted at the first
+		// byte it would run 600 ms more.
+		if _, d := waitServerClose(t, c, c, 2*time.Second); d > 450*time.Millisecond {
+			t.Fatalf("closed %v after the first bytes; the header timeout is 600 ms from accept", d)
+		}
+	})
+}

@@ -378,15 +378,18 @@ func (c *conn) serveOne() bool {
 	skip -= c.skipCRLF(skip)
 	// Wait for the next request, idle: a new connection only as long as
 	// a request's header may take.
+	first := c.served == 0
+	if first {
+		// From accept, the whole header must come within the timeout.
+		_ = c.rwc.SetReadDeadline(time.Now().Add(c.s.headerTimeout()))
+	}
 	for c.br.Buffered() == 0 {
 		if !c.state.CompareAndSwap(stateActive, stateIdle) && c.state.Load() != stateIdle {
 			return false
 		}
-		wait := c.s.idleTimeout()
-		if c.served == 0 {
-			wait = c.s.headerTimeout()
+		if !first {
+			_ = c.rwc.SetReadDeadline(time.Now().Add(c.s.idleTimeout()))
 		}
-		_ = c.rwc.SetReadDeadline(time.Now().Add(wait))
 		if _, err := c.br.Peek(1); err != nil {
 			return false
 		}
@@ -397,7 +400,9 @@ func (c *conn) serveOne() bool {
 	}
 	c.served++
 
-	_ = c.rwc.SetReadDeadline(time.Now().Add(c.s.headerTimeout()))
+	if !first {
+		_ = c.rwc.SetReadDeadline(time.Now().Add(c.s.headerTimeout()))
+	}
 	c.r.scan.reset()
 	c.r.scan.feed(c.peekBuffered())
 	// What the wait read ahead counts toward the header's bound.
