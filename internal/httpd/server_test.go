@@ -679,19 +679,21 @@ func TestConcurrentKeepAlive(t *testing.T) {
 	})
 }
 
+// echoHandler answers with the request body.
+var echoHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	w.Write(b)
+})
+
 // TestEchoLargeBody protects large uploads through the request body and
 // chunked responses.
 func TestEchoLargeBody(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im testImpl) {
-		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), 500)
-				return
-			}
-			w.Write(b)
-		})
-		rs := startServer(t, im, h, testConfig{})
+		rs := startServer(t, im, echoHandler, testConfig{})
 		want := make([]byte, 1<<20)
 		for i := range want {
 			want[i] = byte(i * 7 >> 3)
@@ -800,15 +802,7 @@ func TestWriteErrors(t *testing.T) {
 // sending a body: it must come when the handler reads, and only then.
 func TestExpectContinue(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im testImpl) {
-		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), 500)
-				return
-			}
-			w.Write(b)
-		})
-		rs := startServer(t, im, h, testConfig{})
+		rs := startServer(t, im, echoHandler, testConfig{})
 		c := dialServer(t, rs.addr)
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		br := bufio.NewReader(c)
