@@ -253,8 +253,7 @@ type conn struct {
 	wmu      sync.Mutex
 	pending  [pendingSize]byte
 	lastPOST bool
-	// cancel and body are the request being served, for abandon.
-	cancel context.CancelFunc
+	// body is the body of the request being served, for abandon.
 	body   *requestBody
 	served int // requests read on this connection
 	// linger: the client may still be sending when the connection
@@ -317,13 +316,15 @@ func (c *conn) serve() {
 // left reading it stops rather than read the connection's next bytes. It
 // reports whether the connection's buffers are free for reuse.
 func (c *conn) abandon() bool {
-	if c.cancel == nil {
-		return true
+	c.r.mu.Lock()
+	cancel := c.r.cancel
+	c.r.mu.Unlock()
+	if cancel == nil {
+		return true // no request was being served
 	}
 	c.watch.Stop()
 	c.r.endRequest()
-	c.cancel()
-	c.cancel = nil
+	cancel()
 	if c.body == nil {
 		return true
 	}
@@ -410,7 +411,6 @@ func (c *conn) serveOne() bool {
 	req, err := http.ReadRequest(c.br)
 	tooLarge := c.r.remain <= 0
 	c.r.remain = 1<<63 - 1
-	hosts := c.r.scan.hosts
 	c.r.scan.active = false
 	if err != nil {
 		switch {
@@ -428,7 +428,7 @@ func (c *conn) serveOne() bool {
 		}
 		return false
 	}
-	if code, msg := checkRequest(req, hosts, &c.r.scan); code != 0 {
+	if code, msg := checkRequest(req, &c.r.scan); code != 0 {
 		c.refuse(code, msg)
 		return false
 	}
@@ -462,7 +462,7 @@ func (c *conn) serveOne() bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	req = req.WithContext(ctx)
 	w.req = req
-	c.cancel, c.body = cancel, body
+	c.body = body
 	c.r.startRequest(cancel)
 	c.watch.Reset(watchDelay)
 
@@ -476,7 +476,7 @@ func (c *conn) serveOne() bool {
 	c.watch.Stop()
 	c.r.endRequest()
 	cancel()
-	c.cancel, c.body = nil, nil
+	c.body = nil
 	if body != nil && !body.finish() {
 		w.closeAfter = true
 		c.linger = true
@@ -503,7 +503,8 @@ func (c *conn) peekBuffered() []byte {
 }
 
 // checkRequest repeats the checks net/http's server makes after parsing.
-func checkRequest(req *http.Request, hosts int, scan *hostScan) (int, string) {
+func checkRequest(req *http.Request, scan *hostScan) (int, string) {
+	hosts := scan.hosts
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
