@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -166,6 +168,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	evalCtx, stopEval := context.WithCancel(context.Background())
 	evalDone := make(chan struct{})
 	go func() { defer close(evalDone); w.AlertEvaluator().Run(evalCtx) }()
+	if !slices.ContainsFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, "GOGC=") }) {
+		go runGCFloor(evalCtx, time.Second) // an operator's GOGC wins
+	}
 	srv := &httpd.Server{
 		Handler:           w.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
