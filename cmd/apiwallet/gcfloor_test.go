@@ -8,12 +8,12 @@ func TestGCPercentFor(t *testing.T) {
 		want int
 	}{
 		{0, 2000},
-		{1 << 20, 2000},       // 32 MB of growth would be 3,200%: capped
-		{3 << 20, 1050},       // 32 MB over 3 MB live
-		{16 << 20, 200},       // 32 MB over 16 MB
-		{32 << 20, 100},       // doubling is 32 MB already
+		{512 << 10, 2000},     // 16 MB of growth would be 3,200%: capped
+		{3 << 20, 500},        // 16 MB over 3 MB live: 533%, in steps of 50
+		{8 << 20, 200},        // 16 MB over 8 MB
+		{16 << 20, 100},       // doubling is 16 MB already
 		{120 << 20, 100},      // large heaps collect as with GOGC=100
-		{(32 << 20) / 7, 700}, // 32 MB over ~4.6 MB: 700%
+		{(16 << 20) / 7, 700}, // 16 MB over ~2.3 MB: 700%
 	} {
 		if got := gcPercentFor(tc.live); got != tc.want {
 			t.Errorf("gcPercentFor(%d) = %d, want %d", tc.live, got, tc.want)
