@@ -455,15 +455,12 @@ func (c *conn) serveOne() bool {
 		body = &requestBody{rc: req.Body, w: w}
 		body.sendContinue = continues && req.ProtoAtLeast(1, 1) && req.ContentLength != 0
 		req.Body = body
-		c.r.setBodyDone(false)
-	} else {
-		c.r.setBodyDone(true)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	req = req.WithContext(ctx)
 	w.req = req
 	c.body = body
-	c.r.startRequest(cancel)
+	c.r.startRequest(cancel, body == nil)
 	c.watch.Reset(watchDelay)
 
 	if req.RequestURI == "*" && req.Method == http.MethodOptions {
@@ -515,7 +512,13 @@ func checkRequest(req *http.Request, scan *hostScan) (int, string) {
 		return http.StatusBadRequest, "too many Host headers"
 	}
 	if hosts == 1 {
-		if v, ok := scan.hostValue(); !ok || !httpguts.ValidHostHeader(v) {
+		// ReadRequest took r.Host from the header unless the target
+		// names a host; only then is the header's own value needed.
+		v, ok := req.Host, true
+		if req.URL.Host != "" {
+			v, ok = scan.hostValue()
+		}
+		if !ok || !httpguts.ValidHostHeader(v) {
 			return http.StatusBadRequest, "malformed Host header"
 		}
 	}
@@ -619,16 +622,20 @@ func (cr *connReader) consumed(p []byte) {
 	}
 }
 
-func (cr *connReader) startRequest(cancel context.CancelFunc) {
+// startRequest marks a request as being served; bodyDone says it has no
+// body to read.
+func (cr *connReader) startRequest(cancel context.CancelFunc, bodyDone bool) {
 	cr.mu.Lock()
-	cr.active, cr.wanted, cr.cancel = true, false, cancel
+	cr.active, cr.wanted, cr.cancel, cr.bodyDone = true, false, cancel, bodyDone
 	cr.mu.Unlock()
 }
 
-func (cr *connReader) setBodyDone(done bool) {
+// bodyEnded records that the request body was read to its end: a watch
+// the delay asked for may start now.
+func (cr *connReader) bodyEnded() {
 	cr.mu.Lock()
-	cr.bodyDone = done
-	start := done && cr.wanted && cr.active
+	cr.bodyDone = true
+	start := cr.wanted && cr.active
 	cr.mu.Unlock()
 	if start {
 		cr.startWatch()
@@ -791,7 +798,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.sawEOF = true
-		b.w.c.r.setBodyDone(true)
+		b.w.c.r.bodyEnded()
 	}
 	return n, err
 }
