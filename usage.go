@@ -105,6 +105,23 @@ type UsageSummary struct {
 // UsageStore persists usage records and keeps them rolled up per
 // workspace, service, key and hour, so that reads over a month never scan
 // raw records.
+type unhurriedKey struct{}
+
+// Unhurried marks ctx as carrying a background write that nothing is
+// waiting for. A store that runs in this process (SQLite) may then spread
+// the write out, stepping aside between pieces, so that it does not take
+// a core from the proxy path in one piece. Writers set it only while they
+// are keeping up: a write with a backlog behind it goes at full speed.
+func Unhurried(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unhurriedKey{}, true)
+}
+
+// IsUnhurried reports whether ctx was marked by Unhurried.
+func IsUnhurried(ctx context.Context) bool {
+	v, _ := ctx.Value(unhurriedKey{}).(bool)
+	return v
+}
+
 type UsageStore interface {
 	// InsertUsage writes a batch of records. It is idempotent by ID: a
 	// record whose ID is already stored is skipped, and only the records

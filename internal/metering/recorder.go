@@ -350,7 +350,7 @@ func (r *Recorder) flush(all bool) error {
 				b[j].ID = apiwallet.NewID("use")
 			}
 		}
-		if werr := r.write(b); werr != nil {
+		if werr := r.write(b, r.keepingUp()); werr != nil {
 			err = werr
 			if r.runCtx.Err() != nil {
 				// Close gave up: abandon this batch and the rest.
@@ -371,6 +371,18 @@ func (r *Recorder) flush(all bool) error {
 	return err
 }
 
+// keepingUp reports whether the batch being written may be unhurried: at
+// most one more batch is queued behind it and the recorder is not closing.
+// Under a backlog, or at shutdown, batches go at full speed.
+func (r *Recorder) keepingUp() bool {
+	select {
+	case <-r.done:
+		return false
+	default:
+	}
+	return r.queued.Load() <= 2*int64(r.opts.BatchSize)
+}
+
 // release takes written (or dropped) batches off the queue, keeps a few
 // for reuse, and wakes writers waiting for room.
 func (r *Recorder) release(batches ...[]apiwallet.Usage) {
@@ -389,10 +401,14 @@ func (r *Recorder) release(batches ...[]apiwallet.Usage) {
 // write stores batch, retrying with exponential backoff and jitter until it
 // is written or Close gives up. A batch the store refuses as invalid would
 // fail forever; it is dropped instead, and logged.
-func (r *Recorder) write(batch []apiwallet.Usage) error {
+func (r *Recorder) write(batch []apiwallet.Usage, unhurried bool) error {
 	backoff := r.opts.RetryMin
+	parent := r.runCtx
+	if unhurried {
+		parent = apiwallet.Unhurried(parent)
+	}
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(r.runCtx, r.opts.AttemptTimeout)
+		ctx, cancel := context.WithTimeout(parent, r.opts.AttemptTimeout)
 		err := r.store.InsertUsage(ctx, batch)
 		cancel()
 		if err == nil {

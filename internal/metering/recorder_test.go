@@ -402,3 +402,69 @@ func BenchmarkRecordSQLite(b *testing.B) {
 	r := metering.NewRecorder(openDB(b), quiet(), metering.Options{FullWait: time.Minute})
 	benchRecorder(b, r, u, false)
 }
+
+// marking records, for each InsertUsage, whether its context was marked
+// unhurried; the first call waits for open.
+type marking struct {
+	apiwallet.UsageStore
+	open  chan struct{}
+	mu    sync.Mutex
+	marks []bool
+}
+
+func (m *marking) InsertUsage(ctx context.Context, batch []apiwallet.Usage) error {
+	m.mu.Lock()
+	first := len(m.marks) == 0
+	m.marks = append(m.marks, apiwallet.IsUnhurried(ctx))
+	m.mu.Unlock()
+	if first {
+		<-m.open
+	}
+	return m.UsageStore.InsertUsage(ctx, batch)
+}
+
+func (m *marking) got() []bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.marks)
+}
+
+// A batch may be written unhurried only while the recorder keeps up: with
+// a backlog of more than one batch behind it, or at Close, it goes at full
+// speed. Batches larger than SQLite's chunk are written whole either way.
+func TestUnhurriedOnlyWhileKeepingUp(t *testing.T) {
+	db := openDB(t)
+	store := &marking{UsageStore: db, open: make(chan struct{})}
+	const size = 120 // several SQLite chunks, so the pauses run
+	r := metering.NewRecorder(store, quiet(), metering.Options{BatchSize: size, FlushInterval: time.Hour})
+	for i := range size {
+		r.Record(call("ws_u", i))
+	}
+	// The first batch is held in the store while three more queue up.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(store.got()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for i := size; i < 4*size; i++ {
+		r.Record(call("ws_u", i))
+	}
+	close(store.open)
+	for r.Stats().Written < 4*size && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// A partial batch is written by Close.
+	for i := 4 * size; i < 4*size+7; i++ {
+		r.Record(call("ws_u", i))
+	}
+	closeWithin(t, r, 10*time.Second)
+
+	// Batch 2 has two more behind it (360 queued, over two batches);
+	// batches 3 and 4 have at most one.
+	want := []bool{true, false, true, true, false}
+	if got := store.got(); !slices.Equal(got, want) {
+		t.Fatalf("unhurried per batch = %v, want %v", got, want)
+	}
+	if records, rolledUp := counts(t, db, "ws_u"); records != 4*size+7 || rolledUp != 4*size+7 {
+		t.Fatalf("records = %d, rollup calls = %d; want %d", records, rolledUp, 4*size+7)
+	}
+}

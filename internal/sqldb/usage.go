@@ -34,13 +34,14 @@ const (
 	usageSQLiteChunk = 50
 )
 
-// usageSQLitePause is how long a SQLite batch steps aside between chunks.
-// SQLite runs in this process, so a batch of 500 rows is about 4 ms of
-// CPU taken from the proxy path in one piece; calls that arrive meanwhile
-// wait for it, which shows in the proxy's tail latency. Sleeping between
-// chunks cuts that into pieces of a few hundred microseconds and gives the
-// core back in between. It costs the batch only wall time, and one writer
-// holding SQLite's write lock a few milliseconds longer.
+// usageSQLitePause is how long an unhurried SQLite batch steps aside
+// between chunks (see apiwallet.Unhurried). SQLite runs in this process,
+// so a batch of 500 rows is about 4 ms of CPU taken from the proxy path in
+// one piece, and calls that arrive meanwhile wait for it, which shows in
+// the proxy's tail latency. Sleeping between chunks cuts it into pieces of
+// a few hundred microseconds and gives the core back in between; it costs
+// the batch only wall time, and SQLite's write lock held a few
+// milliseconds longer.
 const usageSQLitePause = 500 * time.Microsecond
 
 // hourMicros is one hour in microseconds, the unit of every time column.
@@ -181,7 +182,7 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 		}
 	}()
 	for start := 0; start < len(batch); start += size {
-		if sqlite && start > 0 {
+		if sqlite && start > 0 && apiwallet.IsUnhurried(ctx) {
 			if err := pause(ctx, usageSQLitePause); err != nil {
 				return nil, err
 			}
