@@ -50,7 +50,7 @@ Environment (defaults in brackets):
   CONNECTIONS=64        connections, for wrk and the constant-rate run
   THREADS=2             wrk threads
   WARMUP=2s             unmeasured wrk run before each measured one (0 for none)
-  ROUNDS=1              repeat the throughput runs; the median round is reported
+  ROUNDS=1              repeat every measured run (throughput, constant rate, stored keys); medians are reported
   RATE=2000             constant-rate run in req/s (0 skips it)
   RATE_DURATION=10s     its duration
   KEYS=1,1000,100000    stored-key counts the wallet is measured with
@@ -191,10 +191,20 @@ type runner struct {
 // target is one thing the load is driven at.
 type target struct {
 	name, url, auth string
-	runs            []measured // one per round
-	rate            *loadResult
-	rateOtherCPU    float64
+	runs            []measured  // one per round
+	rates           []rateRun   // one per round
+	rate            *loadResult // the round of the median added p99 (of the median p99 for direct)
+	rateOtherCPU    float64     // that round's
+	added           float64     // median over rounds of p99 minus direct's p99 in the same round, ms
+	addedByRound    []float64
 	failed          string // why the target stopped being measured
+}
+
+// rateRun is one constant-rate run.
+type rateRun struct {
+	round    int
+	res      loadResult
+	otherCPU float64
 }
 
 // measured is one throughput run with the stub's view of it.
@@ -346,30 +356,33 @@ func (r *runner) run(ctx context.Context) (err error) {
 		}
 	}
 
-	// Added latency at a constant rate.
+	// Added latency at a constant rate, ROUNDS times like throughput.
 	if r.cfg.Rate > 0 {
-		for _, t := range r.targets {
-			if t.failed != "" {
-				continue
-			}
-			r.settle(t)
-			r.logf("%s: constant rate %d req/s for %s", t.name, r.cfg.Rate, r.cfg.RateDuration)
-			stopRSS := r.sampleWallet(t)
-			cpu0 := r.cpuSnapshot()
-			res, err := r.runRate(ctx, t.url, t.auth)
-			cpu1 := r.cpuSnapshot()
-			stopRSS()
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+		for round := range r.cfg.Rounds {
+			for _, t := range r.targets {
+				if t.failed != "" {
+					continue
 				}
-				r.fail(t, err)
-				continue
+				r.settle(t)
+				r.logf("%s: constant rate %d req/s for %s (round %d/%d)", t.name, r.cfg.Rate, r.cfg.RateDuration, round+1, r.cfg.Rounds)
+				stopRSS := r.sampleWallet(t)
+				cpu0 := r.cpuSnapshot()
+				res, err := r.runRate(ctx, t.url, t.auth)
+				cpu1 := r.cpuSnapshot()
+				stopRSS()
+				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					r.fail(t, err)
+					continue
+				}
+				run := rateRun{round: round, res: res, otherCPU: otherCPU(cpu0, cpu1)}
+				t.rates = append(t.rates, run)
+				r.logf("%s: p50 %.2f ms, p99 %.2f ms, other processes' CPU %s", t.name, res.P50Ms, res.P99Ms, fmtShare(run.otherCPU))
 			}
-			t.rate = &res
-			t.rateOtherCPU = otherCPU(cpu0, cpu1)
-			r.logf("%s: p50 %.2f ms, p99 %.2f ms, other processes' CPU %s", t.name, res.P50Ms, res.P99Ms, fmtShare(t.rateOtherCPU))
 		}
+		pickRateRuns(r.target("direct"), r.targets)
 	}
 
 	// The wallet with more stored keys.
@@ -386,16 +399,24 @@ func (r *runner) run(ctx context.Context) (err error) {
 				r.logf("wallet: %s", r.keysFailed)
 				break
 			}
-			m, err := r.measure(ctx, wt, fmt.Sprintf("%d keys", n))
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+			// As many rounds as at one key, so that the two medians compare.
+			var runs []measured
+			for round := range r.cfg.Rounds {
+				m, err := r.measure(ctx, wt, fmt.Sprintf("%d keys, round %d/%d", n, round+1, r.cfg.Rounds))
+				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					r.keysFailed = fmt.Sprintf("measuring with %s keys: %v", thousands(int64(n)), err)
+					r.logf("wallet: %s", r.keysFailed)
+					break
 				}
-				r.keysFailed = fmt.Sprintf("measuring with %s keys: %v", thousands(int64(n)), err)
-				r.logf("wallet: %s", r.keysFailed)
+				runs = append(runs, m)
+			}
+			if r.keysFailed != "" {
 				break
 			}
-			r.keyRuns[n] = m
+			r.keyRuns[n] = median(runs)
 		}
 	}
 	if w := r.wallet; w != nil {
