@@ -38,14 +38,21 @@ func newTTLCache[K comparable, V any](epoch *Epoch, ttl time.Duration, maxSize i
 }
 
 func (c *ttlCache[K, V]) get(k K, now int64) (V, bool) {
+	v, ok, _ := c.lookup(k, now)
+	return v, ok
+}
+
+// lookup is get, and also reports whether the entry is aging: in the last
+// fifth of its TTL, when a caller that can reload it in the background
+// should, so that no reader waits for it to expire.
+func (c *ttlCache[K, V]) lookup(k K, now int64) (v V, ok, aging bool) {
 	c.mu.RLock()
 	e, ok := c.m[k]
 	c.mu.RUnlock()
 	if !ok || e.epoch != c.epoch.Load() || now >= e.expires {
-		var zero V
-		return zero, false
+		return v, false, false
 	}
-	return e.v, true
+	return e.v, true, now >= e.expires-int64(c.ttl)/5
 }
 
 // put stores v as of epoch, the generation read before v was loaded, so

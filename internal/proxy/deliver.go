@@ -329,9 +329,24 @@ func (p *Proxy) noKey(w http.ResponseWriter, r *http.Request, svc *catalog.Servi
 // keySet returns the cached key set, loading it on a miss. Concurrent
 // misses share one load: after an invalidation every in-flight call needs
 // the set at once, and a workspace may hold 100,000 keys.
+//
+// A set that is merely getting old is reloaded in the background while
+// calls go on with it: loading 100,000 keys takes a good part of a second,
+// and at expiry every call for the workspace would wait for it. Only an
+// invalidation (an epoch bump) makes calls wait for a load.
 func (p *Proxy) keySet(ctx context.Context, workspaceID string, svc *catalog.Service) (*routing.KeySet, error) {
 	ck := workspaceID + "\x00" + svc.Name
-	if ks, ok := p.keysets.get(ck, p.now().UnixNano()); ok {
+	if ks, ok, aging := p.keysets.lookup(ck, p.now().UnixNano()); ok {
+		if aging {
+			p.loads.DoChan("ksr\x00"+ck, func() (any, error) {
+				ks, err := p.loadKeySet(context.WithoutCancel(ctx), ck, workspaceID, svc)
+				if err != nil {
+					// Calls go on with the cached set; the next one retries.
+					p.log.Warn("proxy: reload key set", "workspace_id", workspaceID, "service", svc.Name, "err", err)
+				}
+				return ks, err
+			})
+		}
 		return ks, nil
 	}
 	v, err, _ := p.loads.Do("ks\x00"+ck, func() (any, error) {
