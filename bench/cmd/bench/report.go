@@ -20,20 +20,9 @@ const (
 	targetRSSBytes        = 150 << 20
 )
 
-// median returns the round with the median throughput (the lower middle
-// one for an even count).
+// median returns the round with the median throughput.
 func median(runs []measured) measured {
-	s := slices.Clone(runs)
-	slices.SortFunc(s, func(a, b measured) int {
-		switch {
-		case a.RPS < b.RPS:
-			return -1
-		case a.RPS > b.RPS:
-			return 1
-		}
-		return 0
-	})
-	return s[(len(s)-1)/2]
+	return medianBy(runs, func(m measured) float64 { return m.RPS })
 }
 
 // pickRateRuns sets each target's constant-rate row and added p99 from its
@@ -44,7 +33,7 @@ func median(runs []measured) measured {
 func pickRateRuns(direct *target, targets []*target) {
 	directP99 := map[int]float64{}
 	if direct != nil && len(direct.rates) > 0 {
-		mid := medianRate(direct.rates, func(run rateRun) float64 { return run.res.P99Ms })
+		mid := medianBy(direct.rates, func(run rateRun) float64 { return run.res.P99Ms })
 		direct.rate, direct.rateOtherCPU = &mid.res, mid.otherCPU
 		for _, run := range direct.rates {
 			directP99[run.round] = run.res.P99Ms
@@ -62,21 +51,21 @@ func pickRateRuns(direct *target, targets []*target) {
 			}
 		}
 		if len(paired) == 0 {
-			mid := medianRate(t.rates, func(run rateRun) float64 { return run.res.P99Ms })
+			mid := medianBy(t.rates, func(run rateRun) float64 { return run.res.P99Ms })
 			t.rate, t.rateOtherCPU = &mid.res, mid.otherCPU
 			continue
 		}
 		added := func(run rateRun) float64 { return run.res.P99Ms - directP99[run.round] }
-		mid := medianRate(paired, added)
+		mid := medianBy(paired, added)
 		t.rate, t.rateOtherCPU, t.added = &mid.res, mid.otherCPU, added(mid)
 	}
 }
 
-// medianRate returns the run with the median value of by (the lower of
+// medianBy returns the element with the median value of by (the lower of
 // the two middle ones for an even count).
-func medianRate(runs []rateRun, by func(rateRun) float64) rateRun {
-	s := slices.Clone(runs)
-	slices.SortStableFunc(s, func(a, b rateRun) int { return cmp.Compare(by(a), by(b)) })
+func medianBy[T any](s []T, by func(T) float64) T {
+	s = slices.Clone(s)
+	slices.SortStableFunc(s, func(a, b T) int { return cmp.Compare(by(a), by(b)) })
 	return s[(len(s)-1)/2]
 }
 
