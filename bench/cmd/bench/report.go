@@ -29,7 +29,8 @@ func median(runs []measured) measured {
 // rounds. Added p99 is taken within a round, the target's p99 minus
 // direct's in the same round, so that drift in the machine between rounds
 // cancels out; the median over rounds is reported, with the round it came
-// from. Direct's row is its median-p99 round.
+// from (the higher of the two middle ones for an even count). Direct's row
+// is its median-p99 round.
 func pickRateRuns(direct *target, targets []*target) {
 	directP99 := map[int]float64{}
 	if direct != nil && len(direct.rates) > 0 {
@@ -56,7 +57,8 @@ func pickRateRuns(direct *target, targets []*target) {
 			continue
 		}
 		added := func(run rateRun) float64 { return run.res.P99Ms - directP99[run.round] }
-		mid := medianBy(paired, added)
+		// Of two middle rounds, the worse one, as for throughput.
+		mid := medianBy(paired, func(run rateRun) float64 { return -added(run) })
 		t.rate, t.rateOtherCPU, t.added = &mid.res, mid.otherCPU, added(mid)
 	}
 }
