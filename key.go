@@ -317,6 +317,12 @@ type KeyStore interface {
 	// TouchKey records that the key was used at at; it never moves
 	// LastUsedAt backwards. ENOTFOUND.
 	TouchKey(ctx context.Context, workspaceID, id string, at time.Time) error
+	// KeySetVersion returns a number that grows with every change to the
+	// workspace's keys for service (all but TouchKey), committed with the
+	// change, so that a reader holding the keys can tell whether they
+	// changed without reading them again. 0 means the store has no count
+	// for them (no key was ever stored): read the keys.
+	KeySetVersion(ctx context.Context, workspaceID, service string) (int64, error)
 
 	// FindDataKey returns the workspace's data key. ENOTFOUND.
 	FindDataKey(ctx context.Context, workspaceID string) (*DataKey, error)

@@ -55,6 +55,19 @@ func (c *ttlCache[K, V]) lookup(k K, now int64) (v V, ok, aging bool) {
 	return e.v, true, now >= e.expires-int64(c.ttl)/5
 }
 
+// stale is get that also returns an expired entry, as long as no epoch
+// bump has made it invalid: something a caller may check is still current
+// more cheaply than it can load it again.
+func (c *ttlCache[K, V]) stale(k K) (v V, ok bool) {
+	c.mu.RLock()
+	e, ok := c.m[k]
+	c.mu.RUnlock()
+	if !ok || e.epoch != c.epoch.Load() {
+		return v, false
+	}
+	return e.v, true
+}
+
 // put stores v as of epoch, the generation read before v was loaded, so
 // that a bump during the load makes the entry stale at once.
 func (c *ttlCache[K, V]) put(k K, v V, epoch uint64, now int64) {

@@ -38,6 +38,7 @@ type Keys interface {
 	FindKeys(ctx context.Context, f apiwallet.KeyFilter) ([]*apiwallet.Key, error)
 	Reveal(ctx context.Context, workspaceID, keyID string) ([]byte, error)
 	TouchKey(ctx context.Context, workspaceID, id string, at time.Time) error
+	KeySetVersion(ctx context.Context, workspaceID, service string) (int64, error)
 }
 
 // UsageCounter tells how many calls each key made since a time, so that
@@ -94,7 +95,7 @@ type Proxy struct {
 	now       func() time.Time
 
 	callers *ttlCache[[32]byte, *caller]
-	keysets *ttlCache[string, *routing.KeySet]
+	keysets *ttlCache[string, *keySetEntry]
 	secrets *ttlCache[string, []byte]
 	used    *usedCounters
 	loads   singleflight.Group
@@ -175,7 +176,7 @@ func New(d Deps, o Options) *Proxy {
 	}
 	p.callers = newTTLCache[[32]byte, *caller](p.epoch, o.CacheTTL, 100_000)
 	p.policy = newTTLCache[string, policy](p.epoch, o.CacheTTL, 100_000)
-	p.keysets = newTTLCache[string, *routing.KeySet](p.epoch, o.CacheTTL, 100_000)
+	p.keysets = newTTLCache[string, *keySetEntry](p.epoch, o.CacheTTL, 100_000)
 	p.secrets = newTTLCache[string, []byte](p.epoch, o.CacheTTL, 200_000)
 	p.used = &usedCounters{}
 	p.touches = newToucher(p)

@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -299,6 +300,18 @@ func (db *DB) TouchKey(ctx context.Context, workspaceID, id string, at time.Time
 	// Nothing moved: either the key is missing or it was used later.
 	_, err = findKey(ctx, db.db, workspaceID, id)
 	return err
+}
+
+// KeySetVersion implements apiwallet.KeyStore. Triggers on api_keys keep
+// the count (see migration 00011).
+func (db *DB) KeySetVersion(ctx context.Context, workspaceID, service string) (v int64, err error) {
+	defer apiwallet.Wrap(&err, "KeySetVersion")
+	err = db.db.QueryRowContext(ctx, `SELECT version FROM api_key_sets WHERE workspace_id = $1 AND service = $2`,
+		workspaceID, service).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
 }
 
 func scanDataKey(s scanner) (*apiwallet.DataKey, error) {

@@ -41,6 +41,94 @@ func testKeys(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("DataKeys", func(t *testing.T) { testDataKeys(t, newStore(t)) })
 	t.Run("RootRotation", func(t *testing.T) { testRootRotation(t, newStore(t)) })
 	t.Run("RotationVersusCreation", func(t *testing.T) { testRotationVersusCreation(t, newStore(t)) })
+	t.Run("SetVersion", func(t *testing.T) { testKeySetVersion(t, newStore(t)) })
+}
+
+// Every change to a workspace's keys for a service moves its set version,
+// in the same commit; using a key does not, and neither does a change to
+// another service's or another workspace's keys.
+func testKeySetVersion(t *testing.T, s Store) {
+	ctx := context.Background()
+	u := MustCreateUser(t, s, "keys-version@example.com")
+	ws := u.PersonalWorkspaceID
+	other := MustCreateUser(t, s, "keys-version-other@example.com").PersonalWorkspaceID
+	version := func(ws, service string) int64 {
+		t.Helper()
+		v, err := s.KeySetVersion(ctx, ws, service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := version(ws, "stripe"); v != 0 {
+		t.Fatalf("version before any key = %d, want 0", v)
+	}
+	last := int64(0)
+	moved := func(what string) {
+		t.Helper()
+		v := version(ws, "stripe")
+		if v <= last {
+			t.Fatalf("after %s: version %d, was %d", what, v, last)
+		}
+		last = v
+	}
+	still := func(what string) {
+		t.Helper()
+		if v := version(ws, "stripe"); v != last {
+			t.Fatalf("after %s: version %d, want it unchanged at %d", what, v, last)
+		}
+	}
+
+	k := mustCreateKey(t, s, newTestKey(ws, "stripe", 1))
+	moved("CreateKey")
+	second := mustCreateKey(t, s, newTestKey(ws, "stripe", 2))
+	moved("a second CreateKey")
+	if err := s.TouchKey(ctx, ws, k.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	still("TouchKey")
+	mustCreateKey(t, s, newTestKey(ws, "openai", 3))
+	mustCreateKey(t, s, newTestKey(other, "stripe", 4))
+	still("CreateKey for another service and another workspace")
+	if v := version(ws, "openai"); v == 0 {
+		t.Fatal("another service's version did not move on its CreateKey")
+	}
+
+	disabled, prio := false, 7
+	if _, err := s.UpdateKey(ctx, ws, k.ID, apiwallet.KeyUpdate{Enabled: &disabled}, nil); err != nil {
+		t.Fatal(err)
+	}
+	moved("UpdateKey (disable)")
+	if _, err := s.UpdateKey(ctx, ws, k.ID, apiwallet.KeyUpdate{Priority: &prio}, nil); err != nil {
+		t.Fatal(err)
+	}
+	moved("UpdateKey (priority)")
+	rot := apiwallet.KeyRotation{Sealed: []byte("sealed-v2"), Fingerprint: "fp-version-v2", Masked: "sk_…v2"}
+	if _, err := s.RotateKey(ctx, ws, k.ID, rot, nil); err != nil {
+		t.Fatal(err)
+	}
+	moved("RotateKey")
+
+	// Failed changes commit nothing, so they move nothing.
+	_, err := s.UpdateKey(ctx, other, k.ID, apiwallet.KeyUpdate{Priority: &prio}, nil)
+	wantCode(t, err, apiwallet.ENOTFOUND)
+	wantCode(t, s.DeleteKey(ctx, other, k.ID, nil), apiwallet.ENOTFOUND)
+	still("changes refused for another workspace")
+
+	if err := s.DeleteKey(ctx, ws, second.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	moved("DeleteKey")
+	mustInitRoot(t, s, 1)
+	if _, err := s.CreateDataKey(ctx, &apiwallet.DataKey{WorkspaceID: ws, Wrapped: []byte("w"), RootVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DestroyDataKey(ctx, ws, nil); err != nil {
+		t.Fatal(err)
+	}
+	moved("DestroyDataKey, which deletes the keys it sealed")
+	mustCreateKey(t, s, newTestKey(ws, "stripe", 5))
+	moved("CreateKey after every key was gone")
 }
 
 func testKeyCRUD(t *testing.T, s Store) {

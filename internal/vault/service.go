@@ -287,3 +287,9 @@ func RotateRootKey(ctx context.Context, store apiwallet.KeyStore, oldRoot, newRo
 func (s *Service) TouchKey(ctx context.Context, workspaceID, id string, at time.Time) error {
 	return s.store.TouchKey(ctx, workspaceID, id, at)
 }
+
+// KeySetVersion tells whether a workspace's keys for service changed (see
+// apiwallet.KeyStore).
+func (s *Service) KeySetVersion(ctx context.Context, workspaceID, service string) (int64, error) {
+	return s.store.KeySetVersion(ctx, workspaceID, service)
+}
