@@ -18,8 +18,9 @@ const clockTicks = 100
 
 type cpuSnap struct {
 	at       time.Time
-	busy     int64 // machine: user+nice+system+steal ticks
-	ours     int64 // the runner and its children
+	busy     int64            // machine: user+nice+system+steal ticks
+	ours     int64            // the runner and its children
+	procs    map[string]int64 // ticks of each started process group, by name
 	readable bool
 }
 
@@ -43,16 +44,20 @@ func (r *runner) cpuSnapshot() cpuSnap {
 	}
 	self, _, _ := procTicks("/proc/self/stat", true)
 	s.ours = self
-	groups := map[int]bool{}
+	groups := map[int]string{}
 	for _, p := range r.procs {
 		if !p.exited() {
-			groups[p.cmd.Process.Pid] = true
+			groups[p.cmd.Process.Pid] = p.name
 		}
 	}
+	s.procs = map[string]int64{}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range stats {
-		if t, pgrp, ok := procTicks(path, false); ok && groups[pgrp] {
-			s.ours += t
+		if t, pgrp, ok := procTicks(path, false); ok {
+			if name, ours := groups[pgrp]; ours {
+				s.ours += t
+				s.procs[name] += t
+			}
 		}
 	}
 	s.readable = true
@@ -100,4 +105,20 @@ func otherCPU(a, b cpuSnap) float64 {
 	}
 	other := float64((b.busy-a.busy)-(b.ours-a.ours)) / clockTicks
 	return max(0, other/(secs*float64(runtime.NumCPU())))
+}
+
+// cpuPerCall is the CPU time, in microseconds, that the process group
+// named name (nginx with its workers, the wallet, ...) used per call
+// between two snapshots, or -1 when it cannot be told. A process that
+// exits between them is not counted.
+func cpuPerCall(a, b cpuSnap, name string, calls int) float64 {
+	if !a.readable || !b.readable || calls <= 0 {
+		return -1
+	}
+	t0, ok0 := a.procs[name]
+	t1, ok1 := b.procs[name]
+	if !ok0 || !ok1 || t1 < t0 {
+		return -1
+	}
+	return float64(t1-t0) / clockTicks * 1e6 / float64(calls)
 }

@@ -197,14 +197,25 @@ type target struct {
 	rateOtherCPU    float64     // that round's
 	added           float64     // median over rounds of p99 minus direct's p99 in the same round, ms
 	addedByRound    []float64
-	failed          string // why the target stopped being measured
+	cpuPerCall      float64 // median over rounds of the proxy's CPU per call at the constant rate, µs; -1 unknown
+	failed          string  // why the target stopped being measured
+}
+
+// process names the process that serves t's calls: the stub's for
+// direct, the proxy's for the others.
+func (t *target) process() string {
+	if t.name == "direct" {
+		return "upstream"
+	}
+	return t.name
 }
 
 // rateRun is one constant-rate run.
 type rateRun struct {
-	round    int
-	res      loadResult
-	otherCPU float64
+	round      int
+	res        loadResult
+	otherCPU   float64
+	cpuPerCall float64 // µs of the target's own process per call; -1 unknown
 }
 
 // measured is one throughput run with the stub's view of it.
@@ -377,9 +388,11 @@ func (r *runner) run(ctx context.Context) (err error) {
 					r.fail(t, err)
 					continue
 				}
-				run := rateRun{round: round, res: res, otherCPU: otherCPU(cpu0, cpu1)}
+				run := rateRun{round: round, res: res, otherCPU: otherCPU(cpu0, cpu1),
+					cpuPerCall: cpuPerCall(cpu0, cpu1, t.process(), res.OK+res.Non2xx)}
 				t.rates = append(t.rates, run)
-				r.logf("%s: p50 %.2f ms, p99 %.2f ms, other processes' CPU %s", t.name, res.P50Ms, res.P99Ms, fmtShare(run.otherCPU))
+				r.logf("%s: p50 %.2f ms, p99 %.2f ms, CPU per call %s, other processes' CPU %s",
+					t.name, res.P50Ms, res.P99Ms, fmtMicros(run.cpuPerCall), fmtShare(run.otherCPU))
 			}
 		}
 		pickRateRuns(r.target("direct"), r.targets)

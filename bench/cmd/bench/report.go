@@ -41,6 +41,10 @@ func pickRateRuns(direct *target, targets []*target) {
 		}
 	}
 	for _, t := range targets {
+		t.cpuPerCall = -1
+		if known := slices.DeleteFunc(slices.Clone(t.rates), func(run rateRun) bool { return run.cpuPerCall < 0 }); len(known) > 0 {
+			t.cpuPerCall = medianBy(known, func(run rateRun) float64 { return run.cpuPerCall }).cpuPerCall
+		}
 		if t == direct || len(t.rates) == 0 {
 			continue
 		}
@@ -97,6 +101,14 @@ func fmtShare(f float64) string {
 		return "?"
 	}
 	return fmt.Sprintf("%.0f%%", f*100)
+}
+
+// fmtMicros formats a CPU time per call in microseconds; -1 is unknown.
+func fmtMicros(us float64) string {
+	if us < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f µs", us)
 }
 
 func fmtMs(d time.Duration) string {
@@ -254,8 +266,8 @@ func (r *runner) report(w io.Writer) {
 		p("")
 		p("Open loop: requests are released on schedule whatever the server does; latency runs from release, including any wait for a free connection.")
 		p("")
-		p("| target | achieved req/s | p50 | p99 | p99.9 | max | added p99 over direct | non-2xx + errors | other CPU |")
-		p("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+		p("| target | achieved req/s | p50 | p99 | p99.9 | max | added p99 over direct | CPU per call | non-2xx + errors | other CPU |")
+		p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 		for _, t := range r.targets {
 			lr := t.rate
 			if lr == nil {
@@ -265,9 +277,11 @@ func (r *runner) report(w io.Writer) {
 			if direct != nil && t.name != "direct" {
 				added = fmt.Sprintf("%+.2f ms", t.added)
 			}
-			p("| %s | %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %s | %d | %s |", label(t.name), thousands(int64(lr.RPS+0.5)), lr.P50Ms, lr.P99Ms, lr.P999Ms, lr.MaxMs,
-				added, lr.Non2xx+lr.Errors+lr.Unsent, fmtShare(t.rateOtherCPU))
+			p("| %s | %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %s | %s | %d | %s |", label(t.name), thousands(int64(lr.RPS+0.5)), lr.P50Ms, lr.P99Ms, lr.P999Ms, lr.MaxMs,
+				added, fmtMicros(t.cpuPerCall), lr.Non2xx+lr.Errors+lr.Unsent, fmtShare(t.rateOtherCPU))
 		}
+		p("")
+		p("CPU per call is the user and system time of the process serving the calls (the stub for direct, the proxy alone for the others, its upstream calls included) divided by the calls answered, including whatever else the process did meanwhile (the wallet's usage writes and logs); the median over the rounds.")
 		if direct != nil && c.Rounds > 1 {
 			p("")
 			p("%d interleaved rounds. Added p99 is taken within each round (the target's p99 minus direct's in the same round), and the table gives the median over the rounds; each row shows the round that median came from, and direct's row its median-p99 round.", c.Rounds)

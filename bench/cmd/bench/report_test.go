@@ -10,7 +10,8 @@ func runs(p99 map[int]float64) []rateRun {
 	var out []rateRun
 	for round := range 3 {
 		if v, ok := p99[round]; ok {
-			out = append(out, rateRun{round: round, res: loadResult{P99Ms: v}, otherCPU: float64(round) / 100})
+			out = append(out, rateRun{round: round, res: loadResult{P99Ms: v}, otherCPU: float64(round) / 100,
+				cpuPerCall: 10 * v})
 		}
 	}
 	return out
@@ -46,5 +47,21 @@ func TestPickRateRuns(t *testing.T) {
 	// Without direct there is nothing to subtract: the median-p99 round.
 	if alone.rate == nil || alone.rate.P99Ms != 5 || alone.addedByRound != nil {
 		t.Fatalf("floor without direct: row %+v, added by round %v", alone.rate, alone.addedByRound)
+	}
+	// CPU per call is its own median over the rounds, whichever round
+	// gave the row; rounds that could not tell it are left out.
+	for _, c := range []struct {
+		t    *target
+		want float64
+	}{{direct, 12}, {wallet, 20}, {nginx, 15}, {alone, 50}} {
+		if !near(c.t.cpuPerCall, c.want) {
+			t.Errorf("%s CPU per call = %v, want %v", c.t.name, c.t.cpuPerCall, c.want)
+		}
+	}
+	unknown := &target{name: "wallet", rates: []rateRun{{cpuPerCall: -1}, {round: 1, cpuPerCall: 30}, {round: 2, cpuPerCall: -1}}}
+	none := &target{name: "nginx", rates: []rateRun{{cpuPerCall: -1}}}
+	pickRateRuns(nil, []*target{unknown, none})
+	if unknown.cpuPerCall != 30 || none.cpuPerCall != -1 {
+		t.Fatalf("CPU per call with unknown rounds = %v, %v; want 30 and -1 (unknown)", unknown.cpuPerCall, none.cpuPerCall)
 	}
 }
