@@ -44,6 +44,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/apikeywallet/apiwallet/internal/sockio"
 )
 
 const (
@@ -143,7 +145,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		c := &conn{s: s, rwc: rwc, remoteAddr: rwc.RemoteAddr().String()}
+		c := &conn{s: s, rwc: rwc, sock: sockio.Wrap(rwc), remoteAddr: rwc.RemoteAddr().String()}
 		if !s.track(c) {
 			_ = rwc.Close()
 			return http.ErrServerClosed
@@ -239,6 +241,7 @@ const (
 type conn struct {
 	s          *Server
 	rwc        net.Conn
+	sock       net.Conn // rwc for reads and writes (sockio.Wrap)
 	remoteAddr string
 	state      atomic.Int32
 
@@ -298,7 +301,7 @@ func (c *conn) serve() {
 	c.r.cond.L = &c.r.mu
 	c.r.remain = 1<<63 - 1
 	c.br = getReader(&c.r)
-	c.bw = getWriter(c.rwc)
+	c.bw = getWriter(c.sock)
 	c.watch = time.AfterFunc(time.Hour, c.r.watchTimerFired)
 	c.watch.Stop()
 	for {
@@ -543,7 +546,7 @@ func (c *conn) refuse(code int, msg string) {
 		text += ": " + msg
 	}
 	_ = c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
-	c.bw.Reset(c.rwc)
+	c.bw.Reset(c.sock)
 	_, _ = fmt.Fprintf(c.bw, "HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n%s", text, text)
 	_ = c.bw.Flush()
 	c.linger = true
@@ -610,7 +613,7 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		return 1, nil
 	}
 	cr.mu.Unlock()
-	n, err := cr.c.rwc.Read(p)
+	n, err := cr.c.sock.Read(p)
 	cr.consumed(p[:n])
 	return n, err
 }
@@ -674,7 +677,7 @@ func (cr *connReader) startWatch() {
 // watchRead reads one byte: the client's next pipelined request, which is
 // kept, or the end of the connection, which cancels the request.
 func (cr *connReader) watchRead() {
-	n, err := cr.c.rwc.Read(cr.byteBuf[:])
+	n, err := cr.c.sock.Read(cr.byteBuf[:])
 	cr.mu.Lock()
 	if n == 1 {
 		cr.hasByte = true

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apikeywallet/apiwallet/internal/sockio"
 )
 
 // Options tunes a Client. Zero values take the defaults shown.
@@ -347,6 +349,7 @@ func (p *pool) get(ctx context.Context, c *Client, fresh bool) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = sockio.Wrap(nc)
 	raw := nc
 	if p.tls != nil {
 		tc := tls.Client(nc, p.tls)
