@@ -81,27 +81,32 @@ func (c *Conn) Read(p []byte) (int, error) {
 // a passed deadline, stops it.
 func (c *Conn) Write(p []byte) (int, error) {
 	var (
-		n     int
-		errno syscall.Errno
+		n    int
+		werr error
 	)
 	err := c.rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
 			m, e := rawWrite(fd, p[n:])
-			switch e {
-			case 0:
-				n += m
-			case syscall.EINTR:
-			case syscall.EAGAIN:
+			switch {
+			case e == syscall.EINTR:
+			case e == syscall.EAGAIN:
 				return false // wait for room
-			default:
-				errno = e
+			case e != 0:
+				werr = e
 				return true
+			case m == 0:
+				// As internal/poll: a write that takes nothing and
+				// reports nothing must not spin.
+				werr = io.ErrUnexpectedEOF
+				return true
+			default:
+				n += m
 			}
 		}
 		return true
 	})
-	if err == nil && errno != 0 {
-		err = errno
+	if err == nil {
+		err = werr
 	}
 	if err != nil {
 		return n, c.opError("write", err)
