@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -28,6 +29,22 @@ import (
 type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	// The Read and the Write in progress. The RawConn takes callbacks; a
+	// closure per call would cost a few allocations on every read and
+	// write of the proxy path, so each direction keeps its state here and
+	// its callback is made once, in Wrap.
+	r, w            op
+	readFn, writeFn func(fd uintptr) bool
+}
+
+// op is the state of one direction's call in progress. mu serialises
+// calls in the same direction, which the netpoller's own lock would do
+// anyway.
+type op struct {
+	mu  sync.Mutex
+	p   []byte
+	n   int
+	err error
 }
 
 // Wrap returns c as a *Conn when it is a TCP connection on a platform
@@ -41,7 +58,9 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &Conn{TCPConn: tc, rc: rc}
+	sc := &Conn{TCPConn: tc, rc: rc}
+	sc.readFn, sc.writeFn = sc.read, sc.write
+	return sc
 }
 
 // Read implements net.Conn.
@@ -49,25 +68,15 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, errno = rawRead(fd, p)
-			switch errno {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait for the netpoller to say it is readable
-			}
-			return true
-		}
-	})
-	if err == nil && errno != 0 {
-		err = errno
+	c.r.mu.Lock()
+	c.r.p, c.r.n, c.r.err = p, 0, nil
+	err := c.rc.Read(c.readFn)
+	n := c.r.n
+	if err == nil {
+		err = c.r.err
 	}
+	c.r.p, c.r.err = nil, nil // do not hold on to the caller's buffer
+	c.r.mu.Unlock()
 	if err != nil {
 		return 0, c.opError("read", err)
 	}
@@ -77,41 +86,65 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// read is the Read callback: one read(2), retried on EINTR; EAGAIN waits
+// for the netpoller to say the socket is readable.
+func (c *Conn) read(fd uintptr) bool {
+	for {
+		n, e := rawRead(fd, c.r.p)
+		switch e {
+		case 0:
+			c.r.n = n
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.r.err = e
+		}
+		return true
+	}
+}
+
 // Write implements net.Conn: it writes all of p unless an error, such as
 // a passed deadline, stops it.
 func (c *Conn) Write(p []byte) (int, error) {
-	var (
-		n    int
-		werr error
-	)
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, e := rawWrite(fd, p[n:])
-			switch {
-			case e == syscall.EINTR:
-			case e == syscall.EAGAIN:
-				return false // wait for room
-			case e != 0:
-				werr = e
-				return true
-			case m == 0:
-				// As internal/poll: a write that takes nothing and
-				// reports nothing must not spin.
-				werr = io.ErrUnexpectedEOF
-				return true
-			default:
-				n += m
-			}
-		}
-		return true
-	})
+	c.w.mu.Lock()
+	c.w.p, c.w.n, c.w.err = p, 0, nil
+	err := c.rc.Write(c.writeFn)
+	n := c.w.n
 	if err == nil {
-		err = werr
+		err = c.w.err
 	}
+	c.w.p, c.w.err = nil, nil
+	c.w.mu.Unlock()
 	if err != nil {
 		return n, c.opError("write", err)
 	}
 	return n, nil
+}
+
+// write is the Write callback: write(2) until all is written, retried on
+// EINTR; EAGAIN waits for room.
+func (c *Conn) write(fd uintptr) bool {
+	for c.w.n < len(c.w.p) {
+		m, e := rawWrite(fd, c.w.p[c.w.n:])
+		switch {
+		case e == syscall.EINTR:
+		case e == syscall.EAGAIN:
+			return false
+		case e != 0:
+			c.w.err = e
+			return true
+		case m == 0:
+			// As internal/poll: a write that takes nothing and reports
+			// nothing must not spin.
+			c.w.err = io.ErrUnexpectedEOF
+			return true
+		default:
+			c.w.n += m
+		}
+	}
+	return true
 }
 
 // opError wraps err as the net package does, so callers that look for

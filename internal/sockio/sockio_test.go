@@ -167,3 +167,28 @@ func TestWrapKinds(t *testing.T) {
 		t.Fatal("a wrapped connection lost SyscallConn")
 	}
 }
+
+// Reads and writes allocate nothing: they are on the proxy's path twice
+// each per call.
+func TestNoAllocations(t *testing.T) {
+	c, srv := pair(t)
+	msg, buf, sbuf := []byte("ping"), make([]byte, 64), make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		n, err := srv.Read(sbuf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Write(sbuf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a write and a read allocated %v times", allocs)
+	}
+}
