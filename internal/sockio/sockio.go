@@ -47,6 +47,20 @@ type op struct {
 	err error
 }
 
+// run makes one call with p: raw (the RawConn's Read or Write) with
+// callback fn, which works on o.
+func (o *op) run(p []byte, raw func(func(uintptr) bool) error, fn func(uintptr) bool) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.p, o.n, o.err = p, 0, nil
+	err := raw(fn)
+	if err == nil {
+		err = o.err
+	}
+	o.p, o.err = nil, nil // do not hold on to the caller's buffer
+	return o.n, err
+}
+
 // Wrap returns c as a *Conn when it is a TCP connection on a platform
 // where raw reads and writes are supported, and c itself otherwise.
 func Wrap(c net.Conn) net.Conn {
@@ -68,15 +82,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.r.mu.Lock()
-	c.r.p, c.r.n, c.r.err = p, 0, nil
-	err := c.rc.Read(c.readFn)
-	n := c.r.n
-	if err == nil {
-		err = c.r.err
-	}
-	c.r.p, c.r.err = nil, nil // do not hold on to the caller's buffer
-	c.r.mu.Unlock()
+	n, err := c.r.run(p, c.rc.Read, c.readFn)
 	if err != nil {
 		return 0, c.opError("read", err)
 	}
@@ -108,15 +114,7 @@ func (c *Conn) read(fd uintptr) bool {
 // Write implements net.Conn: it writes all of p unless an error, such as
 // a passed deadline, stops it.
 func (c *Conn) Write(p []byte) (int, error) {
-	c.w.mu.Lock()
-	c.w.p, c.w.n, c.w.err = p, 0, nil
-	err := c.rc.Write(c.writeFn)
-	n := c.w.n
-	if err == nil {
-		err = c.w.err
-	}
-	c.w.p, c.w.err = nil, nil
-	c.w.mu.Unlock()
+	n, err := c.w.run(p, c.rc.Write, c.writeFn)
 	if err != nil {
 		return n, c.opError("write", err)
 	}
