@@ -406,10 +406,12 @@ func (p *Proxy) refreshKeySet(ctx context.Context, ck, workspaceID string, svc *
 			p.keysets.put(ck, cur, epoch, now.UnixNano())
 			return cur, nil
 		}
+		return p.buildKeySet(ctx, ck, workspaceID, svc, now, epoch, v)
 	}
 	return p.loadKeySet(ctx, ck, workspaceID, svc)
 }
 
+// loadKeySet reads a workspace's keys for svc and caches their set.
 func (p *Proxy) loadKeySet(ctx context.Context, ck, workspaceID string, svc *catalog.Service) (*keySetEntry, error) {
 	now := p.now()
 	epoch := p.epoch.Load()
@@ -417,6 +419,14 @@ func (p *Proxy) loadKeySet(ctx context.Context, ck, workspaceID string, svc *cat
 	if err != nil {
 		return nil, err
 	}
+	return p.buildKeySet(ctx, ck, workspaceID, svc, now, epoch, version)
+}
+
+// buildKeySet reads the keys and caches their set under epoch and
+// version, both read before the keys so that a change made meanwhile
+// shows as a newer version or epoch at the next refresh.
+func (p *Proxy) buildKeySet(ctx context.Context, ck, workspaceID string, svc *catalog.Service, now time.Time,
+	epoch uint64, version int64) (*keySetEntry, error) {
 	var cands []routing.Candidate
 	enabled := true
 	f := apiwallet.KeyFilter{WorkspaceID: workspaceID, Service: svc.Name, Enabled: &enabled, Limit: 500}
