@@ -87,8 +87,8 @@ type authedFunc func(w http.ResponseWriter, r *http.Request, p *Principal) error
 type Principal struct {
 	User       *apiwallet.User
 	Membership *apiwallet.Membership
-	// Token is the wallet access token the caller used, on the proxy
-	// endpoints only; nil for a login JWT.
+	// Token is the wallet access token the caller used, on the routes
+	// that take one (authedOrToken); nil for a login JWT.
 	Token *apiwallet.AccessToken
 }
 
@@ -206,18 +206,45 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // authed authenticates the bearer token and resolves the workspace the
-// request acts in before calling h.
+// request acts in before calling h. Management routes take login tokens
+// only: a valid wallet access token is refused with 403.
 func (s *Server) authed(h authedFunc) handlerFunc {
+	return s.authenticated(false, h)
+}
+
+// authedOrToken is authed for the few read routes a wallet access token
+// may call too (its own usage); the Principal then carries the token and
+// acts in the token's workspace.
+func (s *Server) authedOrToken(h authedFunc) handlerFunc {
+	return s.authenticated(true, h)
+}
+
+func (s *Server) authenticated(tokens bool, h authedFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		token, ok := bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet"`)
 			return apiwallet.Errorf(apiwallet.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <token>")
 		}
-		// A wallet access token can never manage keys or tokens, valid
-		// or not: it is not even looked up here.
 		if strings.HasPrefix(token, apiwallet.AccessTokenPrefix) {
-			return errAccessTokenOnManagement
+			// Whether a token is valid decides between 401 and 403, so it
+			// is looked up even where it can never be used: a bad
+			// credential of any shape is a 401.
+			tok, u, err := s.Auth.AuthenticateToken(r.Context(), token)
+			if err != nil {
+				if apiwallet.ErrorCode(err) == apiwallet.EUNAUTHORIZED {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet", error="invalid_token"`)
+				}
+				return err
+			}
+			if !tokens {
+				return errAccessTokenOnManagement
+			}
+			m, err := s.Auth.Workspace(r.Context(), u, tok.WorkspaceID)
+			if err != nil {
+				return err
+			}
+			return h(w, r, &Principal{User: u, Membership: m, Token: tok})
 		}
 		u, err := s.Auth.Authenticate(r.Context(), token)
 		if err != nil {
