@@ -164,23 +164,30 @@ func fromNullMicros(n sql.NullInt64) time.Time {
 	return fromMicros(n.Int64)
 }
 
-// tx runs fn in a transaction, committing if it returns nil.
+// tx runs fn in a transaction, committing if it returns nil. A panic in
+// fn rolls the transaction back before it goes on up: an open transaction
+// would keep its connection and its locks (on SQLite the database's one
+// write lock) until its context ended.
 func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	committed := false
 	defer func() {
 		changed := db.takeChanged(tx)
-		if err != nil {
+		if !committed {
 			_ = tx.Rollback()
-		} else if changed && db.OnCommit != nil {
+			return
+		}
+		if err == nil && changed && db.OnCommit != nil {
 			db.OnCommit()
 		}
 	}()
 	if err = fn(tx); err != nil {
 		return err
 	}
+	committed = true
 	return tx.Commit()
 }
 
