@@ -12,7 +12,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -100,17 +99,14 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx
 func (s *Server) Close() error { return s.srv.Close() }
 
 // deadlines gives each request its read and write deadlines. The read
-// deadline is set only for a request with a body, and lifted when the body
-// has been read: on HTTP/1.1 net/http then reads the connection in the
-// background to notice a hang-up, and a read deadline passing there would
-// cancel the request's context in the middle of a long answer.
+// deadline is set only for a request with a body. For one without, net/http
+// is already reading the connection in the background (to notice a client
+// that hangs up), and a read deadline passing there cancels the request's
+// context in the middle of a long answer; for one with a body, that
+// background read starts when the body has been read, and lifts the
+// deadline as it does.
 func deadlines(read, write time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		now := time.Now()
-		if write > 0 {
-			_ = rc.SetWriteDeadline(now.Add(write))
-		}
 		if r.Method == "PRI" && r.RequestURI == "*" {
 			// HTTP/2's connection preface on a port without h2c:
 			// net/http passes it on as a request, which no handler
@@ -119,35 +115,16 @@ func deadlines(read, write time.Duration, next http.Handler) http.Handler {
 			http.Error(w, "HTTP/2 needs TLS here, or H2C=true", http.StatusHTTPVersionNotSupported)
 			return
 		}
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		if write > 0 {
+			_ = rc.SetWriteDeadline(now.Add(write))
+		}
 		if read > 0 && r.Body != nil && r.Body != http.NoBody {
-			if rc.SetReadDeadline(now.Add(read)) == nil {
-				// On a copy: net/http looks at its own request's Body
-				// after the handler (to tell whether a 100-continue
-				// body was read), so that one must stay its own.
-				r2 := new(http.Request)
-				*r2 = *r
-				r2.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
-				r = r2
-			}
+			_ = rc.SetReadDeadline(now.Add(read))
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// deadlineBody lifts the read deadline once the body has been read whole.
-type deadlineBody struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	done bool
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.done {
-		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }
 
 // newErrorLog routes net/http's own log lines (panics in handlers, accept
