@@ -159,6 +159,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
+	server.RouteStdLog(a.log)
 	// The port's server is built first: a TLS pair that does not load
 	// stops the start before anything runs.
 	srv, err := server.New(a.cfg, w.Handler, a.log)

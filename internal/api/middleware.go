@@ -257,7 +257,7 @@ func isPage(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
-	if walletPath(r.URL.Path) {
+	if r.URL.Path != "/" && walletPath(r.URL.Path) {
 		return false
 	}
 	return r.Header.Get("Authorization") == "" && r.Header.Get("X-Api-Key") == ""

@@ -134,10 +134,23 @@ func newErrorLog(l *slog.Logger) *log.Logger {
 	return log.New(errorLogWriter{l}, "", 0)
 }
 
+// RouteStdLog sends the standard logger's lines, which net/http's
+// Transport writes (an unsolicited answer from an upstream, say), to slog
+// the same way.
+func RouteStdLog(l *slog.Logger) {
+	log.SetFlags(0)
+	log.SetOutput(errorLogWriter{l})
+}
+
 type errorLogWriter struct{ log *slog.Logger }
 
 func (w errorLogWriter) Write(p []byte) (int, error) {
 	msg := strings.TrimSpace(string(p))
+	// The Transport quotes what an upstream sent unasked; an upstream may
+	// echo a key there, so the quote is left out.
+	if i := strings.Index(msg, " starting with "); i >= 0 {
+		msg = msg[:i]
+	}
 	level := slog.LevelWarn
 	switch {
 	case strings.Contains(msg, "TLS handshake error"):
