@@ -4,20 +4,25 @@
 //
 //   - direct: the stub itself (bench/upstream);
 //   - nginx: Debian's nginx as a reverse proxy injecting a fixed key;
-//   - floor: a bare httputil.ReverseProxy injecting a fixed key (bench/floor);
+//   - floor: a bare httputil.ReverseProxy injecting a fixed key, on the
+//     wallet's Transport and GC settings (bench/floor);
 //   - wallet: `apiwallet serve` proxying /proxy/stripe/… with a stored key,
 //     authenticated by a wallet access token, with every per-call feature on.
 //
-// Throughput and p50/p99 latency come from wrk (closed loop, keep-alive);
-// added latency at a constant rate comes from bench/cmd/load. The wallet is
+// Each is measured in three rounds: against the stub over plain HTTP, over
+// TLS (a self-signed certificate made for the run), and answering after a
+// delay (20 ms) at a higher concurrency. Throughput and p50/p99 latency come
+// from wrk (closed loop, keep-alive); added latency at a constant rate comes
+// from bench/cmd/load; CPU per call from /proc for every run. The wallet is
 // also measured with 1, 1,000 and 100,000 stored keys, and its peak RSS is
 // read from /proc. Progress goes to stderr. See bench/README.md.
 //
 //	go run ./bench/cmd/bench            # or: bash bench/run.sh
 //
 // Settings come from the environment: DURATION, CONNECTIONS, THREADS,
-// WARMUP, ROUNDS, RATE, RATE_DURATION, KEYS, TARGETS, NGINX_WORKERS,
-// INSERT_CONCURRENCY, WALLET_ENV, WALLET_BIN, KEEP (see usage).
+// WARMUP, ROUNDS, RATE, RATE_DURATION, TLS, TLS_H2, LATENCY_MS,
+// LATENCY_CONNECTIONS, KEYS, TARGETS, NGINX_WORKERS, INSERT_CONCURRENCY,
+// WALLET_ENV, WALLET_BIN, KEEP (see usage).
 package main
 
 import (
