@@ -472,6 +472,19 @@ func (r *runner) targetsTable(p func(string, ...any), rps map[string]map[string]
 	c := r.cfg
 	p("## Targets (issue 12; ratios within this run)")
 	p("")
+	busiest := -1.0
+	for _, t := range r.targets {
+		for _, m := range t.runs {
+			busiest = max(busiest, m.otherCPU)
+		}
+		for _, run := range t.rates {
+			busiest = max(busiest, run.otherCPU)
+		}
+	}
+	if busiest > 0.05 {
+		p("⚠ Processes outside the benchmark used up to %s of the machine during some runs (\"other CPU\"): those rows, and the verdicts read from them, are skewed. Run again on a quiet machine, or with `ROUNDS=3` or more.", fmtShare(busiest))
+		p("")
+	}
 	p("| target | measured | verdict |")
 	p("|---|---|---|")
 	if r.wallet == nil {
