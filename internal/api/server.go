@@ -241,8 +241,6 @@ func (s *Server) authed(h authedFunc) handlerFunc {
 // authedOrToken is authed for the few read routes a wallet access token
 // may call too (its own usage); the Principal then carries the token and
 // acts in the token's workspace.
-//
-//lint:ignore U1000 the token-readable routes (GET /usage) register with it
 func (s *Server) authedOrToken(h authedFunc) handlerFunc {
 	return s.authenticated(true, h)
 }

@@ -22,7 +22,7 @@ func (p *Proxy) record(c *call) {
 	}
 	u := apiwallet.Usage{
 		WorkspaceID: c.caller.workspaceID, Service: c.svc.Name, KeyID: c.keyID, UserID: c.caller.userID,
-		Method: c.method, Status: c.status, Failed: c.failed, Attempts: len(c.tried), Unreached: !c.sent,
+		Method: c.method, Endpoint: apiwallet.UsageEndpoint(c.method, c.escPath), Status: c.status, Failed: c.failed, Attempts: len(c.tried), Unreached: !c.sent,
 		Strategy: string(c.strategy), Premium: c.sent && (c.strategy != routing.StrategyPriority || len(c.tried) > 1),
 		LatencyMicros: total.Microseconds(), OverheadMicros: (total - c.upstreamDur).Microseconds(),
 		BytesIn: in, BytesOut: c.bytesOut, CreatedAt: now.UTC(),
