@@ -115,7 +115,7 @@ function layout(path, title) {
       h("a", { href: "/app/usage", class: "brand" }, h("span", { class: "logo", "aria-hidden": "true" }), "API Key Wallet"),
       h("div", { class: "topbar-right" }, switcher,
         h("span", { class: "who" }, u.name || u.email, u.role === "ADMIN" ? h("span", { class: "badge info" }, "admin") : null),
-        h("button", { class: "btn ghost", type: "button", onclick: signOut }, "Log out"))),
+        h("button", { class: "btn ghost", type: "button", id: "logout", onclick: signOut }, "Log out"))),
     h("div", { class: "shell" }, side, main));
   document.title = `${title} · API Key Wallet`;
   return main;
