@@ -17,6 +17,7 @@ import (
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/account"
 	"github.com/apikeywallet/apiwallet/internal/alerts"
+	"github.com/apikeywallet/apiwallet/internal/analytics"
 	"github.com/apikeywallet/apiwallet/internal/auth"
 	"github.com/apikeywallet/apiwallet/internal/billing"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
@@ -60,6 +61,8 @@ type Deps struct {
 	Stripe *stripebilling.Service
 	// Alerts lists alerts and keeps alert settings; nil answers 503.
 	Alerts *alerts.Service
+	// Analytics answers /usage; nil answers it with 503.
+	Analytics *analytics.Service
 	// Registry receives the HTTP metrics; nil disables /metrics.
 	Registry *prometheus.Registry
 	Now      func() time.Time
@@ -163,6 +166,12 @@ func (s *Server) routes() {
 	s.handle("POST /admin/plans", s.authed(s.adminCreatePlan))
 	s.handle("PUT /admin/plans/{id}", s.authed(s.adminUpdatePlan))
 	s.handle("GET /admin/reports/business", s.authed(s.adminBusinessReport))
+	s.handle("GET /plans", s.listPublicPlans)
+
+	s.handle("GET /usage", s.authedOrToken(s.getUsage))
+	s.handle("GET /usage/live", s.authedOrToken(s.getUsageLive))
+	s.handle("GET /usage/recommendations", s.authed(s.getUsageRecommendations))
+	s.handle("GET /usage/keys", s.authed(s.getUsageKeys))
 
 	s.handle("POST /billing/stripe/webhook", s.stripeWebhook)
 	s.handle("POST /billing/checkout", s.authed(s.createCheckout))
@@ -304,7 +313,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 // walletPrefixes are the first path segments of the wallet's own routes;
 // a miss below them is a wallet 404, never a proxied call.
 var walletPrefixes = []string{"auth", "workspaces", "invitations", "account", "admin", "keys", "tokens",
-	"audit", "services", "proxy", "monitoring", "metrics", "usage", "billing", "alerts", "problems"}
+	"audit", "services", "proxy", "monitoring", "metrics", "usage", "billing", "alerts", "problems", "plans"}
 
 func walletPath(p string) bool {
 	first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
