@@ -58,17 +58,17 @@ const analyticsKeyColumns = "workspace_id, service, key_id, token_id, user_id, e
 
 var (
 	analyticsColumnCount = 7 + len(figureColumns)
-	upsertAnalyticsTail  = func() string {
+	upsertAnalyticsTail  = func(table string) string {
 		var b strings.Builder
 		b.WriteString(" ON CONFLICT (workspace_id, hour, service, key_id, token_id, user_id, endpoint) DO UPDATE SET ")
 		for i, c := range figureColumns {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "%s = usage_rollup.%s + excluded.%s", c, c, c)
+			fmt.Fprintf(&b, "%s = %s.%s + excluded.%s", c, table, c, c)
 		}
 		return b.String()
-	}()
+	}
 	// sumFigures is the SELECT list summing every counter.
 	sumFigures = func() string {
 		parts := make([]string, len(figureColumns))
@@ -109,15 +109,57 @@ func (db *DB) upsertAnalytics(ctx context.Context, tx *sql.Tx, batch []apiwallet
 	return db.writeAnalytics(ctx, tx, keys, sums)
 }
 
-// writeAnalytics upserts rows into usage_rollup, adding to what is there.
+// The three analytics rollups: by hour with every dimension, the same by
+// UTC day, and by hour with service and key only.
+const (
+	rollupHourly = "usage_rollup"
+	rollupDaily  = "usage_rollup_daily"
+	rollupKeys   = "usage_rollup_keys"
+)
+
+const dayMicros = 24 * hourMicros
+
+// writeAnalytics adds the hourly sums to the three rollups.
 func (db *DB) writeAnalytics(ctx context.Context, tx *sql.Tx, keys []analyticsKey, sums map[analyticsKey]*apiwallet.UsageFigures) error {
+	if err := db.writeRollup(ctx, tx, rollupHourly, keys, sums); err != nil {
+		return err
+	}
+	for _, table := range []string{rollupDaily, rollupKeys} {
+		coarse := map[analyticsKey]*apiwallet.UsageFigures{}
+		var ck []analyticsKey
+		for _, k := range keys {
+			c := k
+			if table == rollupDaily {
+				c.hour = k.hour - ((k.hour%dayMicros)+dayMicros)%dayMicros
+			} else {
+				c.tokenID, c.userID, c.endpoint = "", "", ""
+			}
+			f := coarse[c]
+			if f == nil {
+				f = &apiwallet.UsageFigures{}
+				coarse[c] = f
+				ck = append(ck, c)
+			}
+			f.Add(sums[k])
+		}
+		slices.SortFunc(ck, compareAnalyticsKeys)
+		if err := db.writeRollup(ctx, tx, table, ck, coarse); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeRollup upserts rows into one rollup table, adding to what is there.
+func (db *DB) writeRollup(ctx context.Context, tx *sql.Tx, table string, keys []analyticsKey, sums map[analyticsKey]*apiwallet.UsageFigures) error {
+	tail := upsertAnalyticsTail(table)
 	var args []any
 	for start := 0; start < len(keys); start += analyticsChunk {
 		chunk := keys[start:min(start+analyticsChunk, len(keys))]
 		var q strings.Builder
-		q.WriteString(`INSERT INTO usage_rollup (` + analyticsKeyColumns + `, ` + strings.Join(figureColumns, ", ") + `) VALUES `)
+		q.WriteString(`INSERT INTO ` + table + ` (` + analyticsKeyColumns + `, ` + strings.Join(figureColumns, ", ") + `) VALUES `)
 		placeholders(&q, len(chunk), analyticsColumnCount, db.dialect.name == "sqlite")
-		q.WriteString(upsertAnalyticsTail)
+		q.WriteString(tail)
 		args = args[:0]
 		for _, k := range chunk {
 			args = append(args, k.workspaceID, k.service, k.keyID, k.tokenID, k.userID, k.endpoint, k.hour)
@@ -166,9 +208,12 @@ var dimColumns = map[string]string{
 	apiwallet.DimUser: "user_id", apiwallet.DimEndpoint: "endpoint", apiwallet.DimHour: "hour",
 }
 
-// UsageGroups implements apiwallet.AnalyticsStore: one aggregate query
-// over usage_rollup, which its primary key (workspace, hour, ...) or the
-// token index narrows to the period.
+// UsageGroups implements apiwallet.AnalyticsStore. It reads the
+// smallest rollup that holds what q needs: usage_rollup_keys (service
+// and key by hour) when q needs no token, user or endpoint; otherwise
+// whole UTC days from usage_rollup_daily and only the part-days at the
+// ends from usage_rollup. Every read is a range of the table's primary
+// key (workspace, hour, ...), or of its token index.
 func (db *DB) UsageGroups(ctx context.Context, q apiwallet.UsageQuery) (_ []apiwallet.UsageGroup, err error) {
 	defer apiwallet.Wrap(&err, "UsageGroups")
 	if q.WorkspaceID == "" {
@@ -176,59 +221,108 @@ func (db *DB) UsageGroups(ctx context.Context, q apiwallet.UsageQuery) (_ []apiw
 	}
 	col, ok := dimColumns[q.GroupBy]
 	if q.GroupBy == apiwallet.DimNone {
-		col, ok = "''", true
+		col, ok = "", true
 	}
 	if !ok {
 		return nil, apiwallet.Errorf(apiwallet.EINVALID, "unknown grouping %q", q.GroupBy)
 	}
+	a, b := floorHour(micros(q.From)), ceilHour(micros(q.To))
+	if b <= a {
+		return nil, nil
+	}
+	needsDetail := q.TokenID != "" || q.GroupBy == apiwallet.DimToken || q.GroupBy == apiwallet.DimUser ||
+		q.GroupBy == apiwallet.DimEndpoint
+	type part struct {
+		table    string
+		from, to int64
+	}
+	var parts []part
+	d0 := a + ((dayMicros-a%dayMicros)%dayMicros+dayMicros)%dayMicros
+	d1 := b - ((b%dayMicros)+dayMicros)%dayMicros
+	switch {
+	case !needsDetail:
+		parts = []part{{rollupKeys, a, b}}
+	case q.GroupBy == apiwallet.DimHour || d0 >= d1:
+		parts = []part{{rollupHourly, a, b}}
+	default:
+		parts = []part{{rollupDaily, d0, d1}, {rollupHourly, a, d0}, {rollupHourly, d1, b}}
+	}
+	merged := map[string]*apiwallet.UsageGroup{}
+	var order []string
+	for _, p := range parts {
+		if p.to <= p.from {
+			continue
+		}
+		if err := db.sumRollup(ctx, p.table, col, q, p.from, p.to, func(group string, f *apiwallet.UsageFigures) {
+			g := merged[group]
+			if g == nil {
+				g = &apiwallet.UsageGroup{Group: group}
+				merged[group] = g
+				order = append(order, group)
+			}
+			g.Add(f)
+		}); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(order)
+	out := make([]apiwallet.UsageGroup, 0, len(order))
+	for _, group := range order {
+		g := merged[group]
+		if g.Calls == 0 && q.GroupBy == apiwallet.DimNone {
+			continue
+		}
+		if q.GroupBy == apiwallet.DimHour {
+			var us int64
+			if _, err := fmt.Sscan(group, &us); err != nil {
+				return nil, err
+			}
+			g.Hour, g.Group = fromMicros(us), ""
+		}
+		out = append(out, *g)
+	}
+	if q.GroupBy == apiwallet.DimHour {
+		slices.SortFunc(out, func(x, y apiwallet.UsageGroup) int { return x.Hour.Compare(y.Hour) })
+	}
+	return out, nil
+}
+
+// sumRollup sums one rollup table's rows of [from, to) that q's filters
+// select, grouped by col ("" for one group), calling add for each.
+func (db *DB) sumRollup(ctx context.Context, table, col string, q apiwallet.UsageQuery, from, to int64,
+	add func(string, *apiwallet.UsageFigures)) error {
 	where := []string{"workspace_id = $1", "hour >= $2", "hour < $3"}
-	args := []any{q.WorkspaceID, floorHour(micros(q.From)), micros(q.To)}
+	args := []any{q.WorkspaceID, from, to}
 	for _, f := range []struct{ col, v string }{{"service", q.Service}, {"key_id", q.KeyID}, {"token_id", q.TokenID}} {
 		if f.v != "" {
 			args = append(args, f.v)
 			where = append(where, fmt.Sprintf("%s = $%d", f.col, len(args)))
 		}
 	}
-	// The group column is cast to text so that one Scan fits every
-	// grouping (hour is a number).
-	sel := col
-	if q.GroupBy == apiwallet.DimHour {
-		sel = "CAST(hour AS TEXT)"
+	// The group is read as text so that one Scan fits every grouping.
+	sel, group := "''", ""
+	if col != "" {
+		sel, group = "CAST("+col+" AS TEXT)", " GROUP BY "+col
 	}
-	query := `SELECT ` + sel + `, ` + sumFigures + ` FROM usage_rollup WHERE ` + strings.Join(where, " AND ")
-	if q.GroupBy != apiwallet.DimNone {
-		query += ` GROUP BY ` + col + ` ORDER BY ` + col
-	}
-	rows, err := db.db.QueryContext(ctx, query, args...)
+	rows, err := db.db.QueryContext(ctx, `SELECT `+sel+`, `+sumFigures+` FROM `+table+
+		` WHERE `+strings.Join(where, " AND ")+group, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	var out []apiwallet.UsageGroup
 	for rows.Next() {
 		var (
-			g     apiwallet.UsageGroup
-			group sql.NullString
+			f apiwallet.UsageFigures
+			g string
 		)
-		dest := []any{&group}
-		for _, p := range figureFields(&g.UsageFigures) {
+		dest := []any{&g}
+		for _, p := range figureFields(&f) {
 			dest = append(dest, p)
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return nil, err
+			return err
 		}
-		if q.GroupBy == apiwallet.DimNone && g.Calls == 0 {
-			continue // SUM over no rows
-		}
-		g.Group = group.String
-		if q.GroupBy == apiwallet.DimHour {
-			var us int64
-			if _, err := fmt.Sscan(g.Group, &us); err != nil {
-				return nil, err
-			}
-			g.Hour, g.Group = fromMicros(us), ""
-		}
-		out = append(out, g)
+		add(g, &f)
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
