@@ -2,6 +2,7 @@ package apiwallet
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -99,12 +100,30 @@ type BillingSettings struct {
 	// cross-key fallback, billed per call; without it calls go to the
 	// first usable key in priority order, one attempt. On by default.
 	PremiumRouting bool
+	// Timezone is the workspace's reporting time zone (an IANA name; ""
+	// means UTC): analytics' day buckets follow it. Billing periods stay
+	// UTC calendar months.
+	Timezone string
 }
 
 // BillingSettingsUpdate changes BillingSettings; nil fields stay.
 type BillingSettingsUpdate struct {
 	AnalyticsAddon *bool
 	PremiumRouting *bool
+	Timezone       *string
+}
+
+// LoadTimezone loads a reporting time zone by its IANA name. Names that
+// time.LoadLocation would read as a file path are refused.
+func LoadTimezone(name string) (*time.Location, error) {
+	if name == "" || len(name) > 64 || strings.Contains(name, "..") || strings.HasPrefix(name, "/") || name == "Local" {
+		return nil, Errorf(EINVALID, "unknown time zone %q", name)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, Errorf(EINVALID, "unknown time zone %q", name)
+	}
+	return loc, nil
 }
 
 // WorkspaceBilling is what billing needs to know about a workspace.

@@ -26,6 +26,9 @@ type Usage struct {
 	TokenID string
 	UserID  string
 	Method  string
+	// Endpoint is the call's normalised method and path
+	// (UsageEndpoint); "" when the proxy did not set it.
+	Endpoint string
 	// Status is the final status sent to the client; 0 when the client got
 	// an aborted stream before any headers.
 	Status int

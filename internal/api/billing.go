@@ -54,8 +54,9 @@ func (s *Server) toPlanJSON(p *apiwallet.Plan) planJSON {
 }
 
 type billingSettingsJSON struct {
-	AnalyticsAddon bool `json:"analyticsAddon"`
-	PremiumRouting bool `json:"premiumRouting"`
+	AnalyticsAddon bool   `json:"analyticsAddon"`
+	PremiumRouting bool   `json:"premiumRouting"`
+	Timezone       string `json:"timezone"`
 }
 
 type periodJSON struct {
@@ -93,6 +94,7 @@ func (s *Server) getBillingPlan(w http.ResponseWriter, r *http.Request, p *Princ
 	}
 	return writeJSON(w, http.StatusOK, struct {
 		WorkspaceID    string              `json:"workspaceId"`
+		Timezone       string              `json:"timezone"`
 		Plan           planJSON            `json:"plan"`
 		RatePerMinute  int                 `json:"ratePerMinute"`
 		Settings       billingSettingsJSON `json:"settings"`
@@ -106,8 +108,8 @@ func (s *Server) getBillingPlan(w http.ResponseWriter, r *http.Request, p *Princ
 		Overage        string              `json:"overage"`
 		Projected      projectedJSON       `json:"projected"`
 	}{
-		WorkspaceID: st.WorkspaceID, Plan: s.toPlanJSON(st.Plan), RatePerMinute: st.RatePerMinute,
-		Settings:  billingSettingsJSON{st.Settings.AnalyticsAddon, st.Settings.PremiumRouting},
+		WorkspaceID: st.WorkspaceID, Timezone: st.Settings.Timezone, Plan: s.toPlanJSON(st.Plan), RatePerMinute: st.RatePerMinute,
+		Settings:  billingSettingsJSON{st.Settings.AnalyticsAddon, st.Settings.PremiumRouting, st.Settings.Timezone},
 		Period:    toPeriodJSON(st.PeriodStart, st.PeriodEnd),
 		UsedCalls: st.UsedCalls, PremiumCalls: st.PremiumCalls, IncludedCalls: st.IncludedCalls,
 		RemainingCalls: st.RemainingCalls, OverageCalls: st.OverageCalls, OverageMicros: st.OverageMicros,
@@ -285,18 +287,19 @@ func (s *Server) updateBillingSettings(w http.ResponseWriter, r *http.Request, p
 		return errNoBilling
 	}
 	var in struct {
-		AnalyticsAddon *bool `json:"analyticsAddon"`
-		PremiumRouting *bool `json:"premiumRouting"`
+		AnalyticsAddon *bool   `json:"analyticsAddon"`
+		PremiumRouting *bool   `json:"premiumRouting"`
+		Timezone       *string `json:"timezone"`
 	}
 	if err := decode(w, r, s.cfg.MaxBodyBytes, &in); err != nil {
 		return err
 	}
 	b, err := s.Billing.UpdateSettings(r.Context(), p.User, p.Membership,
-		apiwallet.BillingSettingsUpdate{AnalyticsAddon: in.AnalyticsAddon, PremiumRouting: in.PremiumRouting})
+		apiwallet.BillingSettingsUpdate{AnalyticsAddon: in.AnalyticsAddon, PremiumRouting: in.PremiumRouting, Timezone: in.Timezone})
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, billingSettingsJSON{b.Settings.AnalyticsAddon, b.Settings.PremiumRouting})
+	return writeJSON(w, http.StatusOK, billingSettingsJSON{b.Settings.AnalyticsAddon, b.Settings.PremiumRouting, b.Settings.Timezone})
 }
 
 // planInput is the body of POST /admin/plans and PUT /admin/plans/{id}.

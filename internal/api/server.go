@@ -17,6 +17,7 @@ import (
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/account"
 	"github.com/apikeywallet/apiwallet/internal/alerts"
+	"github.com/apikeywallet/apiwallet/internal/analytics"
 	"github.com/apikeywallet/apiwallet/internal/auth"
 	"github.com/apikeywallet/apiwallet/internal/billing"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
@@ -63,6 +64,8 @@ type Deps struct {
 	// Web serves the landing page, the dashboard and their assets (GET /,
 	// /app/..., /static/...); nil serves none.
 	Web http.Handler
+	// Analytics answers /usage; nil answers it with 503.
+	Analytics *analytics.Service
 	// Registry receives the HTTP metrics; nil disables /metrics.
 	Registry *prometheus.Registry
 	Now      func() time.Time
@@ -171,6 +174,12 @@ func (s *Server) routes() {
 	s.handle("POST /admin/plans", s.authed(s.adminCreatePlan))
 	s.handle("PUT /admin/plans/{id}", s.authed(s.adminUpdatePlan))
 	s.handle("GET /admin/reports/business", s.authed(s.adminBusinessReport))
+	s.handle("GET /plans", s.listPublicPlans)
+
+	s.handle("GET /usage", s.authedOrToken(s.getUsage))
+	s.handle("GET /usage/live", s.authedOrToken(s.getUsageLive))
+	s.handle("GET /usage/recommendations", s.authed(s.getUsageRecommendations))
+	s.handle("GET /usage/keys", s.authed(s.getUsageKeys))
 
 	s.handle("POST /billing/stripe/webhook", s.stripeWebhook)
 	s.handle("POST /billing/checkout", s.authed(s.createCheckout))
@@ -333,7 +342,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 // walletPrefixes are the first path segments of the wallet's own routes;
 // a miss below them is a wallet 404, never a proxied call.
 var walletPrefixes = []string{"auth", "workspaces", "invitations", "account", "admin", "keys", "tokens",
-	"audit", "services", "proxy", "monitoring", "metrics", "usage", "billing", "alerts", "problems",
+	"audit", "services", "proxy", "monitoring", "metrics", "usage", "billing", "alerts", "problems", "plans",
 	// The dashboard's pages and assets.
 	"app", "static"}
 

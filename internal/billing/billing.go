@@ -221,8 +221,15 @@ func (s *Service) UpdateSettings(ctx context.Context, actor *apiwallet.User, m *
 		return nil, apiwallet.Errorf(apiwallet.EFORBIDDEN,
 			"your role in this workspace (%s) cannot change billing settings; it needs admin or above", m.Role)
 	}
-	if upd.AnalyticsAddon == nil && upd.PremiumRouting == nil {
-		return nil, apiwallet.Errorf(apiwallet.EINVALID, "nothing to change: send analyticsAddon, premiumRouting or both")
+	if upd.AnalyticsAddon == nil && upd.PremiumRouting == nil && upd.Timezone == nil {
+		return nil, apiwallet.Errorf(apiwallet.EINVALID, "nothing to change: send analyticsAddon, premiumRouting or timezone")
+	}
+	if upd.Timezone != nil && *upd.Timezone != "" {
+		if _, err := apiwallet.LoadTimezone(*upd.Timezone); err != nil {
+			var v apiwallet.ValidationError
+			v.Add("timezone", "must be an IANA time zone name such as Europe/Paris, or \"\" for UTC")
+			return nil, v.Err()
+		}
 	}
 	ws := m.Workspace.ID
 	return s.store.UpdateBillingSettings(ctx, ws, upd,

@@ -42,6 +42,22 @@ func (s *Service) Plans(ctx context.Context, actor *apiwallet.User) ([]*apiwalle
 	return plans, nil
 }
 
+// PublicPlans lists the active plans as they apply now, cheapest first,
+// for anyone (the landing page's prices).
+func (s *Service) PublicPlans(ctx context.Context) ([]*apiwallet.Plan, error) {
+	plans, err := s.store.FindPlans(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := plans[:0]
+	for _, p := range plans {
+		if p.Active {
+			out = append(out, s.effective(p))
+		}
+	}
+	return out, nil
+}
+
 // CreatePlan adds plan p for an administrator. EINVALID naming each bad
 // field; ECONFLICT if the id is taken.
 func (s *Service) CreatePlan(ctx context.Context, actor *apiwallet.User, p *apiwallet.Plan) error {

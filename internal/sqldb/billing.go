@@ -132,7 +132,7 @@ func (db *DB) UpdatePlan(ctx context.Context, id string, upd apiwallet.PlanUpdat
 	return p, nil
 }
 
-const workspaceBillingColumns = `id, name, personal, plan, created_at, analytics_addon, premium_routing`
+const workspaceBillingColumns = `id, name, personal, plan, created_at, analytics_addon, premium_routing, timezone`
 
 func scanWorkspaceBilling(row rowScanner) (*apiwallet.WorkspaceBilling, error) {
 	var (
@@ -141,7 +141,7 @@ func scanWorkspaceBilling(row rowScanner) (*apiwallet.WorkspaceBilling, error) {
 		at int64
 	)
 	if err := row.Scan(&w.ID, &w.Name, &w.Personal, &w.Plan, &at, &b.Settings.AnalyticsAddon,
-		&b.Settings.PremiumRouting); err != nil {
+		&b.Settings.PremiumRouting, &b.Settings.Timezone); err != nil {
 		return nil, err
 	}
 	w.CreatedAt = fromMicros(at)
@@ -165,8 +165,10 @@ func (db *DB) UpdateBillingSettings(ctx context.Context, workspaceID string, upd
 	defer apiwallet.Wrap(&err, "UpdateBillingSettings")
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		b, err = scanWorkspaceBilling(tx.QueryRowContext(ctx, `UPDATE workspaces SET
-				analytics_addon = COALESCE($1, analytics_addon), premium_routing = COALESCE($2, premium_routing)
-			WHERE id = $3 RETURNING `+workspaceBillingColumns, nullBool(upd.AnalyticsAddon), nullBool(upd.PremiumRouting), workspaceID))
+				analytics_addon = COALESCE($1, analytics_addon), premium_routing = COALESCE($2, premium_routing),
+				timezone = COALESCE($4, timezone)
+			WHERE id = $3 RETURNING `+workspaceBillingColumns, nullBool(upd.AnalyticsAddon), nullBool(upd.PremiumRouting), workspaceID,
+			nullString(upd.Timezone)))
 		if err != nil {
 			return notFound(err, "workspace")
 		}
@@ -175,6 +177,7 @@ func (db *DB) UpdateBillingSettings(ctx context.Context, workspaceID string, upd
 			ev.Details = map[string]string{
 				"analytics_addon": fmt.Sprint(b.Settings.AnalyticsAddon),
 				"premium_routing": fmt.Sprint(b.Settings.PremiumRouting),
+				"timezone":        b.Settings.Timezone,
 			}
 		}
 		return db.appendAudit(ctx, tx, ev)
@@ -183,6 +186,13 @@ func (db *DB) UpdateBillingSettings(ctx context.Context, workspaceID string, upd
 		return nil, err
 	}
 	return b, nil
+}
+
+func nullString(s *string) sql.NullString {
+	if s == nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: *s, Valid: true}
 }
 
 func nullBool(b *bool) sql.NullBool {

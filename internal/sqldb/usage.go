@@ -16,9 +16,9 @@ var _ apiwallet.UsageStore = (*DB)(nil)
 
 const usageColumns = `id, workspace_id, service, key_id, token_id, user_id, method, status, failed,
 	attempts, attempted, strategy, premium, latency_micros, overhead_micros, bytes_in, bytes_out,
-	cost_micros, saved_micros, created_at, unreached`
+	cost_micros, saved_micros, created_at, unreached, endpoint`
 
-const usageColumnCount = 21
+const usageColumnCount = 22
 
 const hourlyColumns = `workspace_id, service, key_id, hour, calls, failed, premium, cost_micros,
 	saved_micros, bytes_in, bytes_out, latency_micros_sum, unreached`
@@ -128,6 +128,7 @@ func (db *DB) InsertUsage(ctx context.Context, batch []apiwallet.Usage) (err err
 		}
 
 		sums := make(map[rollupKey]*apiwallet.UsageTotals)
+		done := make([]bool, len(batch))
 		for i := range batch {
 			u := &batch[i]
 			if !inserted[u.ID] {
@@ -135,6 +136,7 @@ func (db *DB) InsertUsage(ctx context.Context, batch []apiwallet.Usage) (err err
 			}
 			// A record that appears twice in one batch was inserted once.
 			delete(inserted, u.ID)
+			done[i] = true
 			k := rollupKey{u.WorkspaceID, u.Service, u.KeyID, floorHour(created(u))}
 			t := sums[k]
 			if t == nil {
@@ -151,7 +153,10 @@ func (db *DB) InsertUsage(ctx context.Context, batch []apiwallet.Usage) (err err
 			return cmp.Or(cmp.Compare(a.workspaceID, b.workspaceID), cmp.Compare(a.service, b.service),
 				cmp.Compare(a.keyID, b.keyID), cmp.Compare(a.hour, b.hour))
 		})
-		return db.upsertRollups(ctx, tx, keys, sums)
+		if err := db.upsertRollups(ctx, tx, keys, sums); err != nil {
+			return err
+		}
+		return db.upsertAnalytics(ctx, tx, batch, done, created)
 	})
 }
 
@@ -194,7 +199,7 @@ func (db *DB) insertUsageRecords(ctx context.Context, tx *sql.Tx, batch []apiwal
 			args = append(args, u.ID, u.WorkspaceID, u.Service, u.KeyID, u.TokenID, u.UserID,
 				u.Method, u.Status, u.Failed, u.Attempts, u.Attempted, u.Strategy, u.Premium,
 				u.LatencyMicros, u.OverheadMicros, u.BytesIn, u.BytesOut, u.CostMicros,
-				u.SavedMicros, created(u), u.Unreached)
+				u.SavedMicros, created(u), u.Unreached, u.Endpoint)
 		}
 		if sqlite {
 			// A batch written for the first time inserts every row, and

@@ -107,7 +107,8 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 	// Plans are cached until a committed change (on any instance) bumps
 	// the proxy's epoch.
 	epoch := &proxy.Epoch{}
-	w.Proxy = proxy.New(proxy.Deps{Catalog: cat, Router: routing.NewRouter(), Auth: w.Auth, Keys: keys,
+	router := routing.NewRouter()
+	w.Proxy = proxy.New(proxy.Deps{Catalog: cat, Router: router, Auth: w.Auth, Keys: keys,
 		Counter: db, Recorder: w.Recorder, Audit: db, Limiter: d.Limiter, Log: log, Epoch: epoch,
 		Quota: d.Quota, Plans: quota.NewCachedPlans(w.Billing, time.Minute, epoch), Alerts: w.Alerts, Policies: w.Billing},
 		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
@@ -116,7 +117,8 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 		Accounts: &account.Service{Users: db, Workspaces: db, Teams: db, Accounts: db, Audit: db, Limiter: d.Limiter,
 			Sections: []account.Section{account.KeysSection(db), account.TokensSection(db)}},
 		Web: web.New(), Registry: w.Registry, Proxy: w.Proxy, Catalog: cat, CatalogStore: db, Billing: w.Billing, Alerts: w.Alerts,
-		Stripe: stripebilling.New(stripebilling.ConfigFrom(cfg), db, w.Alerts, log)})
+		Analytics: newAnalytics(db, cat, router, w),
+		Stripe:    stripebilling.New(stripebilling.ConfigFrom(cfg), db, w.Alerts, log)})
 	return w, nil
 }
 

@@ -333,7 +333,7 @@ func TestBrowserNewUserSeesSavingsLive(t *testing.T) {
 		// The usage page, live; then the app calls through the wallet.
 		run(t, ctx, "open the usage page", chromedp.Click(chromedp.CSS(`nav a[href^="/app/usage"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#stat-calls`)),
-)
+		)
 		eval[bool](t, ctx, `window.__sameDocument = true`)
 		waitText(t, ctx, `#live-status`, regexp.MustCompile(`^Live`), "live status")
 		waitText(t, ctx, `#stat-calls`, regexp.MustCompile(`^0$`), "calls before")
