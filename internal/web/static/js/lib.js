@@ -79,12 +79,16 @@ export async function api(method, path, body, { accept = "application/json", raw
 
 // Formatting. Money is integer micro-dollars.
 const usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+// Under a dollar, cents hide what per-call prices add up to: show up to
+// four decimals ($0.0105), and three significant digits below that.
+const usdSmall = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 4 });
 const usdFine = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumSignificantDigits: 3 });
 const num = new Intl.NumberFormat("en-US");
 
 export function money(micros) {
   const d = (micros || 0) / 1e6;
-  if (d !== 0 && Math.abs(d) < 0.01) return usdFine.format(d);
+  if (d !== 0 && Math.abs(d) < 0.0001) return usdFine.format(d);
+  if (Math.abs(d) < 1) return usdSmall.format(d);
   return usd.format(d);
 }
 export function count(n) { return num.format(n || 0); }
