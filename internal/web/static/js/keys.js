@@ -100,8 +100,7 @@ export async function keysPage(main) {
 
   body.replaceChildren(h("div", { class: "stack" }, summary, h("section", { class: "card", "aria-label": "Your keys" }, table("Keys", [
     { label: "Key", rowHeader: true, value: (k) => h("div", {}, h("strong", {}, k.label || k.service),
-      h("div", { class: "mono muted" }, k.maskedKey)) },
-    { label: "Service", value: (k) => k.service },
+      h("div", { class: "muted" }, `${k.service} · `, h("span", { class: "mono" }, k.maskedKey))) },
     { label: "Tier", value: (k) => badge(k.tier, k.tier === "free" ? "ok" : "info") },
     { label: "Status", value: (k) => {
       const st = (hk.get(k.id) || {}).status || k.status;
@@ -116,8 +115,7 @@ export async function keysPage(main) {
       const x = hk.get(k.id);
       return x ? `${pct(100 * (x.errorRate || 0))} / ${pct(100 * (x.rateLimitedRate || 0))}` : "–";
     } },
-    { label: "Priority", num: true, value: (k) => String(k.priority) },
-    { label: "Last used", value: (k) => date(k.lastUsedAt) },
+    { label: "Last used", value: (k) => date((hk.get(k.id) || {}).lastUsedAt || k.lastUsedAt) },
     { label: "Actions", value: act },
   ], keys))));
 }

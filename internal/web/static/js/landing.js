@@ -54,7 +54,8 @@ export async function landing(root) {
     h("footer", { class: "footer" }, h("p", {}, "API Key Wallet · one Go binary, SQLite or PostgreSQL + Redis.")));
   try {
     const data = await api("GET", "/plans");
-    plans = (data.plans || []).slice().sort((a, b) => a.priceMicros - b.priceMicros);
+    // Cheapest first; a custom plan (priced per customer) last.
+    plans = (data.plans || []).slice().sort((a, b) => (a.custom - b.custom) || (a.priceMicros - b.priceMicros));
     plansBox.replaceChildren(...plans.map((p) => planCard(p, data)));
     if (!plans.length) plansBox.replaceChildren(h("p", {}, "No plans are on offer yet."));
   } catch (err) {
@@ -63,18 +64,28 @@ export async function landing(root) {
   calc.update();
 }
 
+function wholeDollars(micros) {
+  return micros % 1e6 === 0 ? `$${count(micros / 1e6)}` : money(micros);
+}
+
 function planCard(p, data) {
   const overage = p.overageMicros ?? p.overageMicrosPerCall ?? 0;
-  const price = p.custom && !p.priceMicros ? "Custom" : money(p.priceMicros);
+  if (p.custom) {
+    return h("article", { class: "plan", "data-plan": p.id, "aria-labelledby": `plan-${p.id}` },
+      h("h3", { id: `plan-${p.id}` }, p.name),
+      h("p", { class: "plan-price" }, h("span", { class: "amount" }, "Let's talk")),
+      h("ul", {}, h("li", {}, "Volume and price set for your company"), h("li", {}, "Everything in Enterprise")),
+      h("a", { href: "#signup", class: "btn ghost", "aria-label": `Start with ${p.name}` }, "Start"));
+  }
   return h("article", { class: "plan", "data-plan": p.id, "aria-labelledby": `plan-${p.id}` },
     h("h3", { id: `plan-${p.id}` }, p.name),
-    h("p", { class: "plan-price" }, h("span", { class: "amount" }, price), p.custom && !p.priceMicros ? null : h("span", {}, " / month")),
+    h("p", { class: "plan-price" }, h("span", { class: "amount" }, wholeDollars(p.priceMicros)), h("span", {}, " / month")),
     h("ul", {},
       h("li", {}, `${count(p.includedCalls)} calls included`),
       h("li", {}, p.hardStop ? "Hard stop at the limit" : `then ${money(overage)} per call`),
       data.premiumRoutingMicros ? h("li", {}, `Premium routing ${money(data.premiumRoutingMicros)} per routed call`) : null,
-      data.analyticsAddonMicros ? h("li", {}, `Analytics add-on ${money(data.analyticsAddonMicros)} / month`) : null),
-    h("a", { href: "#signup", class: "btn ghost", "aria-label": `Start with ${p.name}` }, "Start"));
+      data.analyticsAddonMicros ? h("li", {}, `Analytics add-on ${wholeDollars(data.analyticsAddonMicros)} / month`) : null),
+    h("a", { href: "#signup", class: p.id === "professional" ? "btn primary" : "btn ghost", "aria-label": `Start with ${p.name}` }, "Start"));
 }
 
 function calculator() {
@@ -101,7 +112,7 @@ function calculator() {
     const savedMicros = Math.round(c * s * p * 1e6);
     month.textContent = money(savedMicros);
     year.textContent = money(savedMicros * 12);
-    const fit = plans.find((pl) => pl.includedCalls >= c);
+    const fit = plans.find((pl) => !pl.custom && pl.includedCalls >= c);
     plan.textContent = fit ? `${fit.name} covers ${count(c)} calls a month for ${money(fit.priceMicros)}.` : "";
   };
   box.addEventListener("input", box.update);

@@ -96,7 +96,7 @@ function layout(path, title) {
       route();
     } },
   session.workspaces.map((w) => h("option", { value: w.id, selected: session.workspace && w.id === session.workspace.id },
-    `${w.name}${w.personal ? " (personal)" : ""} · ${w.role}`)));
+    w.personal ? `${w.name} (personal)` : `${w.name} · ${w.role}`)));
   const menuBtn = h("button", { class: "btn ghost menu-btn", type: "button", "aria-expanded": "false",
     "aria-controls": "sidenav", onclick: () => {
       const open = document.body.classList.toggle("nav-open");

@@ -75,7 +75,7 @@ export async function usagePage(main) {
   const stats = h("div", { class: "stats" },
     statLive("Calls", "stat-calls", count(t.calls), change(t.calls, prev && prev.calls)),
     statLive("Cost", "stat-cost", money(t.costMicros), change(t.costMicros, prev && prev.costMicros)),
-    statLive("Saved by free tiers", "stat-savings", money(t.savingsMicros), `${pct(t.savingsPercent)} of what paid keys would cost`),
+    statLive("Saved", "stat-savings", money(t.savingsMicros), `${pct(t.savingsPercent)} of the paid-key price, thanks to free tiers`),
     statLive("Errors", "stat-errors", count(errorsOf(t)), t.calls ? `${pct(100 * errorsOf(t) / t.calls)} of calls` : "no calls yet"),
     statLive("Latency p95", "stat-p95", `${Math.round(t.latencyMs ? t.latencyMs.p95 : 0)} ms`,
       `wallet overhead p95 ${Math.round(t.overheadMs ? t.overheadMs.p95 : 0)} ms`));
