@@ -424,3 +424,51 @@ func login(t *testing.T, ws *walletServer, email string) string {
 	}
 	return fmt.Sprint(m["token"])
 }
+
+// TestBrowserEveryPage opens each page of the dashboard as an ADMIN with
+// some data: each must render without a script error, an error notice or a
+// CSP violation, and pass axe-core.
+func TestBrowserEveryPage(t *testing.T) {
+	up := stubUpstream(t)
+	ws := startWallet(t, filepath.Join(t.TempDir(), "wallet.db"), up.URL)
+	if _, err := ws.w.Auth.CreateUser(context.Background(), "admin@example.com", password, "Ada Admin", apiwallet.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	tok := login(t, ws, "admin@example.com")
+	if st, m := ws.call(t, "POST", "/keys", tok, map[string]any{"key": "owm_free_0123456789", "service": "openweather", "tier": "free"}); st != http.StatusCreated {
+		t.Fatalf("add key: %d %v", st, m)
+	}
+	if st, m := ws.call(t, "POST", "/workspaces", tok, map[string]any{"name": "Acme"}); st != http.StatusCreated {
+		t.Fatalf("create workspace: %d %v", st, m)
+	}
+	ctx := browser(t, 1280, 900)
+	run(t, ctx, "log in", chromedp.Navigate(ws.URL+"/app/login"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=email]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=email]`), "admin@example.com"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), password),
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`#stat-calls`)))
+	for _, c := range []struct{ path, title string }{
+		{"/app/tokens", "Access tokens"}, {"/app/team", "Team"}, {"/app/billing", "Plan & billing"},
+		{"/app/alerts", "Alerts"}, {"/app/audit", "Audit log"}, {"/app/settings", "Settings"},
+		{"/app/admin/business", "Business"}, {"/app/admin/users", "Users"}, {"/app/admin/plans", "Plans"},
+		{"/app/admin/services", "Services"},
+	} {
+		run(t, ctx, "open "+c.path, chromedp.Click(chromedp.CSS(`nav a[href^="`+c.path+`"]`)))
+		waitText(t, ctx, `#page-title`, regexp.MustCompile(`^`+regexp.QuoteMeta(c.title)+`$`), c.path)
+		// Wait for the page's requests to settle: no loading line left.
+		deadline := time.Now().Add(15 * time.Second)
+		for eval[bool](t, ctx, `!!document.querySelector("main .loading")`) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if msg := eval[string](t, ctx, `(document.querySelector("main .notice.error") || {}).textContent || ""`); msg != "" {
+			t.Errorf("%s shows an error: %s", c.path, msg)
+		}
+		axeCheck(t, ctx, c.path)
+	}
+	// The workspace switcher acts in the team workspace.
+	run(t, ctx, "switch workspace", chromedp.Click(chromedp.CSS(`nav a[href^="/app/team"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#workspace`)))
+	eval[bool](t, ctx, `(() => { const s = document.getElementById("workspace"); s.value = [...s.options].find((o) => o.text.startsWith("Acme")).value; s.dispatchEvent(new Event("change")); return true })()`)
+	waitText(t, ctx, `main .lead`, regexp.MustCompile(`Acme`), "team page of Acme")
+	noCSPViolations(t, ctx, "every page")
+}

@@ -34,7 +34,7 @@ func TestScreenshots(t *testing.T) {
 	quota := func(n int) *int { return &n }
 	for _, k := range []struct {
 		service, tier, label string
-		quota              *int
+		quota                *int
 	}{
 		{"openai", "free", "Starter credits", quota(120)}, {"openai", "paid", "Production", nil},
 		{"openweather", "free", "Free tier", quota(80)}, {"openweather", "paid", "Paid plan", nil},

@@ -200,11 +200,12 @@ export async function auditPage(main) {
 export async function settingsPage(main) {
   main.replaceChildren(pageHeader("Settings", "Reporting time zone, password and your data."));
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : ["UTC"];
+  const current = await api("GET", "/billing/plan").then((p) => (p.settings && p.settings.timezone) || "UTC").catch(() => "UTC");
   const tz = card("Reporting time zone", h("p", { class: "muted" }, "Day buckets in usage reports follow this zone."),
     form({ class: "inline-form", "aria-label": "Time zone" }, async (d) => {
       await api("PATCH", "/billing/settings", { timezone: d.get("timezone") });
       return "Saved.";
-    }, field("Time zone", h("select", { name: "timezone" }, ["UTC", ...zones.filter((z) => z !== "UTC")].map((z) => h("option", { value: z, selected: z === Intl.DateTimeFormat().resolvedOptions().timeZone }, z)))),
+    }, field("Time zone", h("select", { name: "timezone" }, ["UTC", ...zones.filter((z) => z !== "UTC")].map((z) => h("option", { value: z, selected: z === current }, z)))),
     h("button", { type: "submit", class: "btn" }, "Save")));
   const pw = card("Password", form({ class: "stack", "aria-label": "Change password" }, async (d) => {
     await api("POST", "/auth/password", { currentPassword: d.get("current"), newPassword: d.get("next") });
