@@ -278,3 +278,18 @@ type AnalyticsStore interface {
 	// for an unknown dimension.
 	UsageGroups(ctx context.Context, q UsageQuery) ([]UsageGroup, error)
 }
+
+// FleetUsage sums every workspace's usage over a period, for the
+// operator's business report.
+type FleetUsage struct {
+	Calls, Successes, LatencyMicrosSum int64
+	// ActiveKeys counts stored keys that served a call in the period, of
+	// RegisteredKeys stored keys.
+	ActiveKeys, RegisteredKeys int64
+}
+
+// FleetStore reads usage across workspaces. Only the operator's
+// business report may call it.
+type FleetStore interface {
+	FleetUsage(ctx context.Context, from, to time.Time) (FleetUsage, error)
+}

@@ -48,6 +48,7 @@ const usage = `usage:
   apiwallet serve                                   run the wallet
   apiwallet migrate                                 apply database migrations
   apiwallet seed                                    create the demo account
+  apiwallet seed --demo                             a demo account with keys, tokens and a month of usage
   apiwallet user create --email E --name N [--admin]
                                                     create a user (password on stdin)
   apiwallet audit verify                            check the audit log's hash chain
@@ -72,6 +73,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "migrate":
 		return migrate(ctx, stderr, environ)
 	case "seed":
+		if len(args) > 1 && args[1] == "--demo" {
+			return seedDemo(ctx, stdout, stderr, environ)
+		}
 		return seed(ctx, stdout, stderr, environ)
 	case "audit":
 		return auditCmd(ctx, args[1:], stdout, stderr, environ)

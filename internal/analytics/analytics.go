@@ -87,7 +87,10 @@ type Service struct {
 	Services Services
 	States   KeyStates // optional
 	Plans    Plans     // optional: no plan advice without it
-	Now      func() time.Time
+	// Fleet reads usage across workspaces for the business report;
+	// optional.
+	Fleet apiwallet.FleetStore
+	Now   func() time.Time
 }
 
 func (s *Service) now() time.Time {
@@ -140,4 +143,32 @@ func FiguresOf(f *apiwallet.UsageFigures) Figures {
 		out.SavingsPercent = round(100*float64(f.SavedMicros)/float64(paid), 2)
 	}
 	return out
+}
+
+// FleetFigures are the business report's usage figures across every
+// workspace.
+type FleetFigures struct {
+	KeyUtilisation, SuccessRate, AvgResponseMs float64
+}
+
+// FleetMonth reports the current UTC month across every workspace. The
+// caller checks that the actor is an operator.
+func (s *Service) FleetMonth(ctx context.Context) (FleetFigures, error) {
+	var out FleetFigures
+	if s.Fleet == nil {
+		return out, nil
+	}
+	now := s.now()
+	f, err := s.Fleet.FleetUsage(ctx, monthStart(now), now)
+	if err != nil {
+		return out, err
+	}
+	if f.RegisteredKeys > 0 {
+		out.KeyUtilisation = round(float64(f.ActiveKeys)/float64(f.RegisteredKeys), 4)
+	}
+	if f.Calls > 0 {
+		out.SuccessRate = round(float64(f.Successes)/float64(f.Calls), 4)
+		out.AvgResponseMs = round(float64(f.LatencyMicrosSum)/float64(f.Calls)/1000, 3)
+	}
+	return out, nil
 }

@@ -41,6 +41,8 @@ type Health struct {
 	MonthStart time.Time
 	Keys       []KeyHealth
 	Summary    HealthSummary
+	// total sums every call of the month, with or without a stored key.
+	total apiwallet.UsageFigures
 }
 
 func monthStart(t time.Time) time.Time {
@@ -75,7 +77,7 @@ func (s *Service) KeyHealth(ctx context.Context, workspaceID string) (*Health, e
 	for _, g := range today {
 		byDay[g.Group] = g.Calls
 	}
-	h := &Health{MonthStart: ms}
+	h := &Health{MonthStart: ms, total: all}
 	ids := make([]string, 0, len(keys))
 	for id := range keys {
 		ids = append(ids, id)
@@ -271,10 +273,9 @@ func (s *Service) planAdvice(ctx context.Context, workspaceID string, h *Health,
 	if s.Plans == nil {
 		return Recommendation{}, false, nil
 	}
-	var calls int64
-	for _, k := range h.Keys {
-		calls += k.figures.Calls - k.figures.Refused
-	}
+	// Billed calls, as billing counts them: those that reached an
+	// upstream.
+	calls := h.total.Calls - h.total.Unreached
 	elapsed := now.Sub(h.MonthStart)
 	month := h.MonthStart.AddDate(0, 1, 0).Sub(h.MonthStart)
 	if calls == 0 || elapsed < time.Hour {

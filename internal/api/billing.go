@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apikeywallet/apiwallet"
+	"github.com/apikeywallet/apiwallet/internal/analytics"
 	"github.com/apikeywallet/apiwallet/internal/billing"
 )
 
@@ -411,6 +412,13 @@ func (s *Server) adminBusinessReport(w http.ResponseWriter, r *http.Request, p *
 	if err != nil {
 		return err
 	}
+	// BusinessReport refused anyone but an ADMIN above.
+	var fleet analytics.FleetFigures
+	if s.Analytics != nil {
+		if fleet, err = s.Analytics.FleetMonth(r.Context()); err != nil {
+			return err
+		}
+	}
 	type mixJSON struct {
 		Plan           string `json:"plan"`
 		Name           string `json:"name,omitempty"`
@@ -445,6 +453,9 @@ func (s *Server) adminBusinessReport(w http.ResponseWriter, r *http.Request, p *
 		ActiveWorkspaces int64      `json:"activeWorkspaces"`
 		Churn            churnJSON  `json:"churn"`
 		PlanMix          []mixJSON  `json:"planMix"`
+		KeyUtilisation   float64    `json:"keyUtilisation"`
+		SuccessRate      float64    `json:"successRate"`
+		AvgResponseMs    float64    `json:"avgResponseMs"`
 	}{
 		GeneratedAt: rep.GeneratedAt, Period: toPeriodJSON(rep.PeriodStart, rep.PeriodEnd), Currency: "USD",
 		MRRMicros: rep.MRRMicros, MRR: billing.Dollars(rep.MRRMicros),
@@ -453,6 +464,7 @@ func (s *Server) adminBusinessReport(w http.ResponseWriter, r *http.Request, p *
 		Workspaces: rep.Workspaces, PayingWorkspaces: rep.PayingWorkspaces, ActiveWorkspaces: rep.ActiveWorkspaces,
 		Churn: churnJSON{PaidAtMonthStart: rep.Churn.PaidAtStart, Churned: rep.Churn.Churned,
 			Rate: rep.Churn.Rate(), RateBasisPoints: rep.Churn.RateBasisPoints},
-		PlanMix: mix,
+		PlanMix:        mix,
+		KeyUtilisation: fleet.KeyUtilisation, SuccessRate: fleet.SuccessRate, AvgResponseMs: fleet.AvgResponseMs,
 	})
 }

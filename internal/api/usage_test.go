@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -524,4 +526,83 @@ func TestPublicPlans(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The business report adds key utilisation, success rate and average
+// response time across every workspace this month, for ADMINs only.
+func TestBusinessReportUsageFigures(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, ts *testServer) {
+		w := newUsageWorld(t, ts, 10)
+		now := time.Now().UTC()
+		var batch []apiwallet.Usage
+		for i, st := range []int{200, 200, 200, 500} {
+			batch = append(batch, apiwallet.Usage{ID: apiwallet.NewID("use"), WorkspaceID: w.acct.WorkspaceID, Service: "openai",
+				KeyID: w.keys[1], Status: st, Failed: st >= 500, Attempted: w.keys[1] + ":" + fmt.Sprint(st),
+				LatencyMicros: int64(100_000 * (i + 1)), CreatedAt: now})
+		}
+		if err := ts.db.InsertUsage(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		ts.do("GET", "/admin/reports/business", w.acct.Token, nil).want(t, http.StatusForbidden)
+		admin := ts.makeAdmin(ts.register(fmt.Sprintf("ops-%d@example.com", time.Now().UnixNano())))
+		r := ts.do("GET", "/admin/reports/business", admin.Token, nil).want(t, http.StatusOK).JSON()
+		// One of the four stored keys served calls this month; 3 of 4
+		// calls succeeded, averaging (100+200+300+400)/4 = 250 ms.
+		if r["keyUtilisation"] != 0.25 || r["successRate"] != 0.75 || r["avgResponseMs"] != 250.0 {
+			t.Errorf("report: utilisation %v, success %v, avg %v", r["keyUtilisation"], r["successRate"], r["avgResponseMs"])
+		}
+	})
+}
+
+// GET /usage/live streams an event for the calls recorded after it
+// started, with their cost and savings by service.
+func TestUsageLive(t *testing.T) {
+	ts := newTestServer(t, filepath.Join(t.TempDir(), "wallet.db"))
+	a := ts.register(fmt.Sprintf("live-%d@example.com", time.Now().UnixNano()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/usage/live", nil)
+	req.Header.Set("Authorization", "Bearer "+a.Token)
+	res, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("status %d, %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	rd := bufio.NewReader(res.Body)
+	if line, _ := rd.ReadString('\n'); !strings.HasPrefix(line, ":") {
+		t.Fatalf("first line %q", line)
+	}
+	batch := []apiwallet.Usage{
+		{ID: apiwallet.NewID("use"), WorkspaceID: a.WorkspaceID, Service: "openai", KeyID: "key_x", Status: 200, CostMicros: 2000},
+		{ID: apiwallet.NewID("use"), WorkspaceID: a.WorkspaceID, Service: "stripe", KeyID: "key_y", Status: 200, SavedMicros: 500},
+		{ID: apiwallet.NewID("use"), WorkspaceID: a.WorkspaceID, Service: "openai", KeyID: "key_x", Status: 500, Failed: true},
+	}
+	if err := ts.db.InsertUsage(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended: %v", err)
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		var ev struct {
+			Calls, Errors, CostMicros, SavingsMicros int64
+			ByService                                map[string]int64
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Calls != 3 || ev.Errors != 1 || ev.CostMicros != 2000 || ev.SavingsMicros != 500 ||
+			ev.ByService["openai"] != 2 || ev.ByService["stripe"] != 1 {
+			t.Errorf("event %s", data)
+		}
+		return
+	}
 }

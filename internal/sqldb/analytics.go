@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/apikeywallet/apiwallet"
 )
 
-var _ apiwallet.AnalyticsStore = (*DB)(nil)
+var (
+	_ apiwallet.AnalyticsStore = (*DB)(nil)
+	_ apiwallet.FleetStore     = (*DB)(nil)
+)
 
 // analyticsKey names one usage_rollup row.
 type analyticsKey struct {
@@ -325,4 +329,25 @@ func (db *DB) sumRollup(ctx context.Context, table, col string, q apiwallet.Usag
 		add(g, &f)
 	}
 	return rows.Err()
+}
+
+// FleetUsage implements apiwallet.FleetStore, across every workspace:
+// for the operator's business report only.
+func (db *DB) FleetUsage(ctx context.Context, from, to time.Time) (f apiwallet.FleetUsage, err error) {
+	defer apiwallet.Wrap(&err, "FleetUsage")
+	err = db.db.QueryRowContext(ctx, `SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT), CAST(COALESCE(SUM(successes), 0) AS BIGINT),
+			CAST(COALESCE(SUM(latency_micros_sum), 0) AS BIGINT)
+		FROM usage_rollup_keys WHERE hour >= $1 AND hour < $2`, floorHour(micros(from)), ceilHour(micros(to))).
+		Scan(&f.Calls, &f.Successes, &f.LatencyMicrosSum)
+	if err != nil {
+		return f, err
+	}
+	err = db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT DISTINCT r.workspace_id, r.key_id FROM usage_rollup_keys r
+			JOIN api_keys k ON k.id = r.key_id AND k.workspace_id = r.workspace_id
+		WHERE r.hour >= $1 AND r.hour < $2 AND r.calls > 0) used`, floorHour(micros(from)), ceilHour(micros(to))).Scan(&f.ActiveKeys)
+	if err != nil {
+		return f, err
+	}
+	err = db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM api_keys`).Scan(&f.RegisteredKeys)
+	return f, err
 }

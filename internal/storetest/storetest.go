@@ -21,6 +21,7 @@ type Store interface {
 	apiwallet.KeyStore
 	apiwallet.TokenStore
 	apiwallet.UsageStore
+	apiwallet.AnalyticsStore
 	apiwallet.BillingStore
 	apiwallet.AlertStore
 	apiwallet.StripeStore
@@ -38,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("Keys", func(t *testing.T) { testKeys(t, newStore) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, newStore(t)) })
 	t.Run("Usage", func(t *testing.T) { testUsage(t, newStore) })
+	t.Run("Analytics", func(t *testing.T) { testAnalytics(t, newStore) })
 	t.Run("Billing", func(t *testing.T) { testBilling(t, newStore) })
 	t.Run("Alerts", func(t *testing.T) { testAlerts(t, newStore) })
 	t.Run("Stripe", func(t *testing.T) { testStripe(t, newStore) })

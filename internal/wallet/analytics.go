@@ -38,5 +38,5 @@ func (s routerStates) KeyState(keyID string, now time.Time) analytics.KeyState {
 
 func newAnalytics(db *sqldb.DB, cat *catalog.Catalog, router *routing.Router, w *Wallet) *analytics.Service {
 	return &analytics.Service{Store: db, Keys: db, Tokens: db, Members: db, Services: catalogServices{cat},
-		States: routerStates{router}, Plans: w.Billing}
+		States: routerStates{router}, Plans: w.Billing, Fleet: db}
 }
