@@ -14,6 +14,7 @@ const (
 	ECONFLICT     = "conflict"     // duplicate: 409
 	ETOOLARGE     = "too_large"    // body over the limit: 413
 	ERATELIMIT    = "rate_limited" // throttled: 429
+	EUPSTREAM     = "upstream"     // every upstream attempt failed: 502
 	EUNAVAILABLE  = "unavailable"  // a dependency is down: 503
 	EINTERNAL     = "internal"     // anything else: 500, message hidden
 )
@@ -30,6 +31,14 @@ type Error struct {
 	Fields []FieldError
 	// RetryAfter, when set on ERATELIMIT, is how long the caller should wait.
 	RetryAfterSeconds int
+	// Reason is a machine code finer than Code, such as "quota_exceeded",
+	// for clients that branch on it; Type, when set, names the problem
+	// type instead of the one Code maps to.
+	Reason, Type string
+	// Extra holds further members of the problem body (RFC 9457
+	// extensions): the numbers behind a refusal, or the "error" member
+	// an upstream's SDK reads. Never a secret.
+	Extra map[string]any
 }
 
 // FieldError names one invalid input field.

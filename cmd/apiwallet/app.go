@@ -19,10 +19,10 @@ import (
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/auth"
 	"github.com/apikeywallet/apiwallet/internal/config"
-	"github.com/apikeywallet/apiwallet/internal/httpd"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
+	"github.com/apikeywallet/apiwallet/internal/server"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
 	"github.com/apikeywallet/apiwallet/internal/wallet"
 )
@@ -159,6 +159,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
+	server.RouteStdLog(a.log)
+	// The port's server is built first: a TLS pair that does not load
+	// stops the start before anything runs.
+	srv, err := server.New(a.cfg, w.Handler, a.log)
+	if err != nil {
+		_ = w.Close(context.Background())
+		return err
+	}
 	a.invalidateOnCommit(ctx, w.Proxy.Epoch(), func() {
 		// Another instance changed something, perhaps the catalog.
 		if err := w.ReloadCatalog(context.Background()); err != nil {
@@ -170,13 +178,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	go func() { defer close(evalDone); w.AlertEvaluator().Run(evalCtx) }()
 	if !slices.ContainsFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, "GOGC=") }) {
 		go runGCFloor(evalCtx, time.Second) // an operator's GOGC wins
-	}
-	srv := &httpd.Server{
-		Handler:           w.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		Log:               a.log,
 	}
 	if a.cfg.PprofAddr != "" {
 		go func() {
@@ -214,7 +215,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
-	a.log.Info("listening", "addr", ln.Addr().String(), "version", version, "production", a.cfg.Production)
+	a.log.Info("listening", "addr", ln.Addr().String(), "version", version, "production", a.cfg.Production,
+		"tls", srv.TLS(), "h2c", srv.H2C(), "trusted_proxies", len(a.cfg.TrustedProxies))
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

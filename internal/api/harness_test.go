@@ -16,16 +16,17 @@ import (
 
 	"github.com/apikeywallet/apiwallet/internal/alerts"
 	"github.com/apikeywallet/apiwallet/internal/config"
-	"github.com/apikeywallet/apiwallet/internal/httpd"
 	"github.com/apikeywallet/apiwallet/internal/metering"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
+	"github.com/apikeywallet/apiwallet/internal/server"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
 	"github.com/apikeywallet/apiwallet/internal/vault"
 	"github.com/apikeywallet/apiwallet/internal/wallet"
 )
 
-// testServer is the wallet's HTTP API on a real database, served by httpd.
+// testServer is the wallet's HTTP API on a real database, served by the
+// server `apiwallet serve` uses.
 type testServer struct {
 	*liveServer
 	t   *testing.T
@@ -84,7 +85,7 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 		t.Fatal(err)
 	}
 	db.OnCommit = w.Proxy.Epoch().Bump
-	ts := &testServer{liveServer: startLive(t, w.Handler), t: t, db: db, cfg: cfg, keys: w.Keys, logs: logs,
+	ts := &testServer{liveServer: startLive(t, cfg, log, w.Handler), t: t, db: db, cfg: cfg, keys: w.Keys, logs: logs,
 		proxy: w.Proxy, recorder: w.Recorder, alerts: w.Alerts}
 	t.Cleanup(func() {
 		ts.Close()
@@ -185,20 +186,23 @@ func (ts *testServer) register(email string) account {
 type liveServer struct {
 	URL      string
 	Listener net.Listener
-	srv      *httpd.Server
+	srv      *server.Server
 	client   *http.Client
 	errc     chan error
 	once     sync.Once
 }
 
-func startLive(t *testing.T, h http.Handler) *liveServer {
+func startLive(t *testing.T, cfg *config.Config, log *slog.Logger, h http.Handler) *liveServer {
 	t.Helper()
+	srv, err := server.New(cfg, h, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &liveServer{URL: "http://" + ln.Addr().String(), Listener: ln,
-		srv:    &httpd.Server{Handler: h, MaxHeaderBytes: 64 << 10},
+	s := &liveServer{URL: "http://" + ln.Addr().String(), Listener: ln, srv: srv,
 		client: &http.Client{Transport: &http.Transport{}}, errc: make(chan error, 1)}
 	go func() { s.errc <- s.srv.Serve(ln) }()
 	return s

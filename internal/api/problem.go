@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -21,6 +22,38 @@ type Problem struct {
 	Instance  string                 `json:"instance,omitempty"`
 	RequestID string                 `json:"requestId,omitempty"`
 	Errors    []apiwallet.FieldError `json:"errors,omitempty"`
+	// Code is the error's machine reason (apiwallet.Error.Reason).
+	Code string `json:"code,omitempty"`
+	// Extra members, written beside the standard ones; a member with a
+	// standard name is ignored.
+	Extra map[string]any `json:"-"`
+}
+
+// MarshalJSON writes the standard members, then the extensions.
+func (p *Problem) MarshalJSON() ([]byte, error) {
+	type plain Problem
+	b, err := json.Marshal((*plain)(p))
+	if err != nil || len(p.Extra) == 0 {
+		return b, err
+	}
+	std := map[string]bool{"type": true, "title": true, "status": true, "detail": true, "instance": true,
+		"requestId": true, "errors": true, "code": true}
+	ext := make(map[string]any, len(p.Extra))
+	for k, v := range p.Extra {
+		if !std[k] {
+			ext[k] = v
+		}
+	}
+	if len(ext) == 0 {
+		return b, nil
+	}
+	eb, err := json.Marshal(ext)
+	if err != nil {
+		return nil, err
+	}
+	// Both are JSON objects: join them.
+	out := append(b[:len(b)-1:len(b)-1], ',')
+	return append(out, eb[1:]...), nil
 }
 
 var codeStatus = map[string]int{
@@ -31,6 +64,7 @@ var codeStatus = map[string]int{
 	apiwallet.ECONFLICT:     http.StatusConflict,
 	apiwallet.ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	apiwallet.ERATELIMIT:    http.StatusTooManyRequests,
+	apiwallet.EUPSTREAM:     http.StatusBadGateway,
 	apiwallet.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	apiwallet.EINTERNAL:     http.StatusInternalServerError,
 }
@@ -43,6 +77,7 @@ var codeType = map[string]string{
 	apiwallet.ECONFLICT:     "conflict",
 	apiwallet.ETOOLARGE:     "body-too-large",
 	apiwallet.ERATELIMIT:    "rate-limited",
+	apiwallet.EUPSTREAM:     "upstream-failed",
 	apiwallet.EUNAVAILABLE:  "unavailable",
 	apiwallet.EINTERNAL:     "internal",
 }
@@ -68,21 +103,31 @@ func NewProblem(r *http.Request, err error) *Problem {
 		Instance:  r.URL.Path,
 		RequestID: RequestID(r.Context()),
 	}
-	if e, ok := err.(*apiwallet.Error); ok {
-		p.Errors = e.Fields
+	var e *apiwallet.Error
+	if errors.As(err, &e) {
+		p.Errors, p.Code, p.Extra = e.Fields, e.Reason, e.Extra
+		if e.Type != "" {
+			p.Type = ProblemBase + e.Type
+		}
 	}
 	return p
 }
 
-// writeError writes err as problem+json and logs internal errors.
+// writeError writes err as problem+json and logs internal errors. Every
+// problem response of the wallet, the proxy's refusals included, is
+// written here.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := apiwallet.ErrorCode(err)
 	if code == apiwallet.EINTERNAL {
 		log.ErrorContext(r.Context(), "internal error", "request_id", RequestID(r.Context()),
 			"route", r.Pattern, "err", err)
 	}
-	if e, ok := err.(*apiwallet.Error); ok && e.RetryAfterSeconds > 0 {
+	var e *apiwallet.Error
+	if errors.As(err, &e) && e.RetryAfterSeconds > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))
+	}
+	if code == apiwallet.EUNAUTHORIZED && w.Header().Get("WWW-Authenticate") == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet"`)
 	}
 	WriteProblem(w, NewProblem(r, err))
 }

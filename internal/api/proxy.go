@@ -22,8 +22,7 @@ func (s *Server) proxyCall(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.Proxy.ServeCall(w, r, &call, esc, query)
-	return nil
+	return s.Proxy.ServeCall(w, r, &call, esc, query)
 }
 
 // serviceJSON is a catalog entry as the API shows it.

@@ -207,23 +207,40 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 	})
 }
 
-// proxyRoute labels /proxy/{service}/… requests in logs and metrics.
-const proxyRoute = "ANY /proxy/{service}/{path...}"
+// Route patterns of proxied calls, for logs and metrics.
+const (
+	proxyRoute = "ANY /proxy/{service}/{path...}"
+	rootRoute  = "ANY /{path...}"
+)
 
-// dispatch sends /proxy/{service}/… straight to the proxy, before the mux:
-// the mux would clean the path (resolving dot segments, redirecting), and
-// the proxy must see the path exactly as sent to refuse what is hostile.
+// dispatch sends proxied calls straight to the proxy, before the mux: the
+// mux would clean the path (resolving dot segments, redirecting), and the
+// proxy must see the path exactly as sent to refuse what is hostile. A
+// path outside the wallet's own prefixes is a call at the root (SDKs that
+// own the URL path, such as stripe-go) and is resolved once, there.
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
-	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/proxy/"); ok && s.Proxy != nil {
+	if s.Proxy == nil {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	var err error
+	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/proxy/"); ok {
 		service, tail, _ := strings.Cut(rest, "/")
 		if tail != "" || strings.HasSuffix(rest, "/") {
 			tail = "/" + tail
 		}
 		r.Pattern = proxyRoute
-		s.Proxy.ServeService(w, r, service, tail)
+		err = s.Proxy.ServeService(w, r, service, tail)
+	} else if !walletPath(r.URL.Path) {
+		r.Pattern = rootRoute
+		err = s.Proxy.ServeRoot(w, r)
+	} else {
+		s.mux.ServeHTTP(w, r)
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -239,6 +256,8 @@ func (s *Server) authed(h authedFunc) handlerFunc {
 // authedOrToken is authed for the few read routes a wallet access token
 // may call too (its own usage); the Principal then carries the token and
 // acts in the token's workspace.
+//
+//lint:ignore U1000 the token-readable routes (GET /usage) register with it
 func (s *Server) authedOrToken(h authedFunc) handlerFunc {
 	return s.authenticated(true, h)
 }
@@ -307,8 +326,9 @@ func bearer(r *http.Request) (string, bool) {
 	return tok, tok != ""
 }
 
-// notFound answers every path that no route matches. A path that a route
-// serves with another method gets 405 and an Allow header instead.
+// notFound answers every wallet path that no route matches (dispatch sends
+// the others to the proxy). A path that a route serves with another
+// method gets 405 and an Allow header instead.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 	if s.home(w, r) {
 		return nil
@@ -330,12 +350,6 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 		})
 		return nil
 	}
-	if s.Proxy != nil && !walletPath(r.URL.Path) {
-		// Not a wallet route: SDKs that own the URL path (stripe-go) call
-		// the upstream's paths at the wallet's root.
-		s.Proxy.ServeRoot(w, r)
-		return nil
-	}
 	return apiwallet.Errorf(apiwallet.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path)
 }
 
@@ -348,6 +362,9 @@ var walletPrefixes = []string{"auth", "workspaces", "invitations", "account", "a
 
 func walletPath(p string) bool {
 	first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	if p == "/" {
+		return true // the wallet's own front page
+	}
 	for _, w := range walletPrefixes {
 		if first == w {
 			return true

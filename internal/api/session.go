@@ -43,7 +43,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	if err := v.Err(); err != nil {
 		return err
 	}
-	ss, err := s.Auth.Login(r.Context(), in.Email, in.Password, s.clientIP(r))
+	ss, err := s.Auth.Login(r.Context(), in.Email, in.Password, apiwallet.RequestInfoFrom(r.Context()).ClientIP)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -42,10 +43,27 @@ type Config struct {
 	EnableMetrics        bool
 	LogLevel             slog.Level
 	MaxBodyBytes         int64
-	// TrustProxyHeaders makes X-Forwarded-For the client IP; only safe
-	// behind a load balancer that sets it.
-	TrustProxyHeaders bool
-	ShutdownTimeout   time.Duration
+	// TrustedProxies (TRUSTED_PROXIES) are the peers whose X-Forwarded-For
+	// and X-Forwarded-Proto count: the load balancers in front of the
+	// wallet. From any other peer those headers are ignored, since a client
+	// can send them too.
+	TrustedProxies []netip.Prefix
+	// TLSCertFile and TLSKeyFile (TLS_CERT_FILE, TLS_KEY_FILE) make the
+	// port serve HTTPS, with HTTP/2; the pair is reloaded when the files
+	// change.
+	TLSCertFile string
+	TLSKeyFile  string
+	// H2C (H2C=true) serves unencrypted HTTP/2 beside HTTP/1.1, for a
+	// TLS-terminating proxy in front that speaks HTTP/2 to the wallet.
+	H2C bool
+	// ReadTimeout (READ_TIMEOUT, default 60s) bounds reading a request's
+	// body, from the end of its header.
+	ReadTimeout time.Duration
+	// WriteTimeout (WRITE_TIMEOUT, default 30s) bounds writing an answer
+	// from the end of the request's header; a streamed answer extends it
+	// as bytes flow, so only a stalled one is cut.
+	WriteTimeout    time.Duration
+	ShutdownTimeout time.Duration
 	// PprofAddr, when set (PPROF_ADDR, e.g. 127.0.0.1:6060), serves
 	// net/http/pprof there for profiling; never on the public port.
 	PprofAddr string
@@ -129,7 +147,20 @@ func Load(environ []string) (*Config, error) {
 	c.DefaultFreeQuota = intVar(env, "DEFAULT_FREE_QUOTA", 1000, 0, 1<<40, bad)
 	c.MaxBodyBytes = int64(intVar(env, "MAX_BODY_BYTES", 1<<20, 1<<10, 1<<30, bad))
 	c.EnableMetrics = boolVar(env, "ENABLE_METRICS", false, bad)
-	c.TrustProxyHeaders = boolVar(env, "TRUST_PROXY_HEADERS", false, bad)
+	if _, ok := env["TRUST_PROXY_HEADERS"]; ok {
+		bad("TRUST_PROXY_HEADERS is no longer read: set TRUSTED_PROXIES to the addresses or CIDRs of the proxies in front of the wallet (e.g. TRUSTED_PROXIES=10.0.0.0/8)")
+	}
+	c.TrustedProxies = prefixesVar(env, "TRUSTED_PROXIES", bad)
+	c.TLSCertFile, c.TLSKeyFile = env["TLS_CERT_FILE"], env["TLS_KEY_FILE"]
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both to serve HTTPS, or neither")
+	}
+	c.H2C = boolVar(env, "H2C", false, bad)
+	if c.H2C && c.TLSCertFile != "" {
+		bad("H2C is for plain HTTP behind a TLS-terminating proxy; with TLS_CERT_FILE the port speaks HTTP/2 over TLS already: unset one of them")
+	}
+	c.ReadTimeout = durationVar(env, "READ_TIMEOUT", 60*time.Second, bad)
+	c.WriteTimeout = durationVar(env, "WRITE_TIMEOUT", 30*time.Second, bad)
 	c.JWTExpiresIn = durationVar(env, "JWT_EXPIRES_IN", 24*time.Hour, bad)
 	c.ShutdownTimeout = durationVar(env, "SHUTDOWN_TIMEOUT", 30*time.Second, bad)
 	c.JWTIssuer = firstNonEmpty(env["JWT_ISSUER"], c.GatewayURL, "apiwallet")
@@ -315,6 +346,29 @@ func boolVar(env map[string]string, name string, def bool, bad func(string, ...a
 		return def
 	}
 	return v
+}
+
+// prefixesVar reads a comma-separated list of CIDRs and single addresses
+// (taken as /32 or /128).
+func prefixesVar(env map[string]string, name string, bad func(string, ...any)) []netip.Prefix {
+	var out []netip.Prefix
+	for _, f := range strings.Split(env[name], ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil && a.Zone() == "" {
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		bad("%s must list IP addresses or CIDRs separated by commas, such as 10.0.0.0/8,192.0.2.7 (got %q)", name, f)
+	}
+	return out
 }
 
 // durationVar accepts Go durations ("90m", "24h") and the seed's day form

@@ -1,162 +1,233 @@
 package proxy
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/url"
-	"slices"
-	"sort"
 	"strings"
+	"time"
 
 	"github.com/apikeywallet/apiwallet"
+	"github.com/apikeywallet/apiwallet/internal/catalog"
+	"github.com/apikeywallet/apiwallet/internal/quota"
+	"github.com/apikeywallet/apiwallet/internal/routing"
 )
 
-// Call is the seed's POST /proxy body.
-type Call struct {
-	Service  string            `json:"service"`
-	Endpoint string            `json:"endpoint"`
-	Method   string            `json:"method"`
-	Body     json.RawMessage   `json:"body"`
-	Headers  map[string]string `json:"headers"`
-	Query    map[string]string `json:"query"`
+// call is one proxied call's state, carried through its stages:
+// authenticate → limit → read the body → route → forward → deliver →
+// record. Each stage reads what the earlier ones left and returns a
+// refusal (an *apiwallet.Error) when the call ends there.
+type call struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	ctx   context.Context
+	start time.Time
+
+	// What to forward, however the call arrived.
+	svc      catalog.Service
+	method   string
+	escPath  string // escaped, below the service's base path
+	rawQuery string
+	header   http.Header
+	body     io.ReadCloser
+	length   int64
+
+	// Who calls: the raw credential (to strip from the query when it came
+	// there) and what it resolved to.
+	credential string
+	inQuery    bool
+	caller     *caller
+
+	// What the workspace's policy and the client asked for.
+	strategy    routing.Strategy
+	maxAttempts int
+	premium     bool
+	reservation quota.Reservation
+
+	// The body: buffered (it can be sent again to another key) or
+	// streamed (one attempt).
+	buffered []byte
+	streamed *clientBody
+	idem     bool
+
+	ks    *routing.KeySet
+	plan  []routing.Candidate
+	fb    string // the operator's fallback key for the service, if any
+	tried []attempt
+
+	// The outcome.
+	sent        bool // an attempt reached an upstream
+	upstreamDur time.Duration
+	res         *http.Response
+	// cancelAttempt ends the attempt whose answer is in res: it drops the
+	// upstream connection if the body is not read to its end.
+	cancelAttempt context.CancelFunc
+	keyID         string
+	secret        []byte
+	status        int
+	failed        bool
+	bytesOut      int64
+
+	planBuf [routing.MaxAttempts]routing.Candidate
 }
 
-var callMethods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
-
-// Validate checks the call's fields and normalises the method.
-func (c *Call) Validate() (escPath, rawQuery string, err error) {
-	var v apiwallet.ValidationError
-	c.Method = strings.ToUpper(strings.TrimSpace(c.Method))
-	if c.Method == "" {
-		c.Method = http.MethodGet
-		if len(c.Body) > 0 && string(c.Body) != "null" {
-			c.Method = http.MethodPost
-		}
-	}
-	if !slices.Contains(callMethods, c.Method) {
-		v.Add("method", "must be one of "+strings.Join(callMethods, ", "))
-	}
-	escPath, rawQuery, ok := safeEndpoint(c.Endpoint)
-	if c.Endpoint == "" {
-		v.Add("endpoint", "is required: a path such as /v1/charges")
-	} else if !ok {
-		v.Add("endpoint", "must be a path below the service's base URL, such as /v1/charges: no scheme, host, dot segments, encoded slashes or control characters")
-	}
-	for k, val := range c.Headers {
-		if k == "" || strings.ContainsAny(k, "\r\n: ") || strings.ContainsAny(val, "\r\n\x00") {
-			v.Add("headers."+k, "is not a valid header")
-		}
-	}
-	for k := range c.Query {
-		if k == "" {
-			v.Add("query", "has an empty parameter name")
-		}
-	}
-	if err := v.Err(); err != nil {
-		return "", "", err
-	}
-	if len(c.Query) > 0 {
-		q, _ := url.ParseQuery(rawQuery)
-		for k, val := range c.Query {
-			q.Set(k, val)
-		}
-		rawQuery = q.Encode()
-	}
-	return escPath, rawQuery, nil
+// attempt is one try with one key.
+type attempt struct {
+	keyID  string
+	status int // 0: no response
+	reason string
 }
 
-// ServeCall serves POST /proxy: the call is already decoded and validated.
-func (p *Proxy) ServeCall(w http.ResponseWriter, r *http.Request, call *Call, escPath, rawQuery string) {
-	start := p.now()
-	ctx := r.Context()
-	name := strings.ToLower(call.Service)
+func (p *Proxy) newCall(w http.ResponseWriter, r *http.Request, svc catalog.Service, escPath string) *call {
+	return &call{w: w, r: r, ctx: r.Context(), start: p.now(), svc: svc, method: r.Method, escPath: escPath,
+		rawQuery: r.URL.RawQuery, header: r.Header, body: r.Body, length: r.ContentLength}
+}
+
+// ServeService serves ANY /proxy/{service}/{path...}. rest is the escaped
+// path after the service name. It returns the refusal to write when the
+// call ends before an upstream's answer is relayed.
+func (p *Proxy) ServeService(w http.ResponseWriter, r *http.Request, service, rest string) error {
+	svc, ok := p.catalog.Get(service)
+	if !ok {
+		return refusal(404, "unknown_service", "", fmt.Sprintf("no service %q in the catalog; GET /services lists them", service))
+	}
+	_, esc, ok := safePath(rest)
+	if !ok {
+		return refuse(&svc, refusal(400, "invalid_path", "",
+			"the path must stay below the service's base URL: no dot segments, encoded slashes, backslashes or control characters"))
+	}
+	return p.serve(p.newCall(w, r, svc, esc))
+}
+
+// ServeRoot serves a request at a path that is none of the wallet's own
+// routes: it goes to the service named by a "<service>." host prefix, or
+// to the one service the credential is scoped to. The credential is
+// resolved here once and the call goes on with it.
+func (p *Proxy) ServeRoot(w http.ResponseWriter, r *http.Request) error {
+	var c *caller
+	name := hostService(r.Host, p.catalog)
 	if name == "" {
 		raw, _ := credential(r, nil)
-		c, err := p.authenticate(ctx, raw, r.Header.Get("X-Workspace-Id"))
-		if err != nil {
-			p.refuse(w, r, nil, err)
-			return
+		if raw == "" {
+			// Without a credential this is not a proxy call: a plain 404.
+			return refusal(404, "not_found", "", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 		}
-		services, err := p.servicesWithKeys(r, c)
-		if err != nil {
-			p.refuse(w, r, nil, err)
-			return
+		var err error
+		if c, err = p.authenticate(r.Context(), raw, r.Header.Get("X-Workspace-Id")); err != nil {
+			return refuse(rootErrors, err)
 		}
-		if len(services) != 1 {
-			msg := "this workspace holds no keys yet: name the service"
-			if len(services) > 1 {
-				msg = "the workspace holds keys for several services: name one in \"service\" (" + strings.Join(services, ", ") + ")"
-			}
-			p.refuse(w, r, nil, &refusal{status: 400, code: "service_required", slug: "service-required", msg: msg,
-				extra: map[string]any{"candidates": services}})
-			return
+		if c.token != nil && len(c.token.Services) == 1 {
+			name = c.token.Services[0]
 		}
-		name = services[0]
+	}
+	if name == "" {
+		return refuse(rootErrors, refusal(400, "service_required", "service-required",
+			"name the upstream service: call /proxy/{service}/…, use a wallet access token scoped to one service, "+
+				"or send the request to <service>.<wallet host>"))
 	}
 	svc, ok := p.catalog.Get(name)
 	if !ok {
-		p.refuse(w, r, nil, &refusal{status: 400, code: "unknown_service", slug: "validation",
-			msg: fmt.Sprintf("no service %q in the catalog; GET /services lists them", name)})
-		return
+		return refuse(rootErrors, refusal(404, "unknown_service", "", fmt.Sprintf("no service %q in the catalog", name)))
 	}
-	h := http.Header{}
-	for k, v := range call.Headers {
-		h.Set(k, v)
+	_, esc, ok := safePath(r.URL.EscapedPath())
+	if !ok {
+		return refuse(&svc, refusal(400, "invalid_path", "", "the path must stay below the service's base URL"))
 	}
-	// The wallet credential travels with the call to be authenticated, and
-	// is stripped like any client credential.
-	h["Authorization"] = r.Header["Authorization"]
-	h["X-Api-Key"] = r.Header["X-Api-Key"]
-	var body io.ReadCloser
-	var n int64
-	if len(call.Body) > 0 && string(call.Body) != "null" {
-		b := []byte(call.Body)
-		var s string
-		if json.Unmarshal(b, &s) == nil {
-			b = []byte(s) // a JSON string is sent as its raw text
-		} else if h.Get("Content-Type") == "" {
-			h.Set("Content-Type", "application/json")
-		}
-		body, n = io.NopCloser(bytes.NewReader(b)), int64(len(b))
-	}
-	inner := r.Clone(ctx)
-	inner.Header = h
-	if ws := r.Header.Get("X-Workspace-Id"); ws != "" {
-		inner.Header.Set("X-Workspace-Id", ws)
-	}
-	inner.URL.RawQuery = rawQuery
-	p.serve(w, inner, start, &request{svc: svc, method: call.Method, escPath: escPath, rawQuery: rawQuery,
-		header: h, body: body, length: n})
+	cl := p.newCall(w, r, svc, esc)
+	cl.caller = c
+	return p.serve(cl)
 }
 
-// servicesWithKeys lists the services the caller may call and holds
-// enabled keys for.
-func (p *Proxy) servicesWithKeys(r *http.Request, c *caller) ([]string, error) {
-	seen := map[string]bool{}
-	enabled := true
-	f := apiwallet.KeyFilter{WorkspaceID: c.workspaceID, Enabled: &enabled, Limit: 500}
-	for {
-		keys, err := p.keys.FindKeys(r.Context(), f)
+// hostService is the service a "<service>." prefix of host names, if any.
+func hostService(host string, cat *catalog.Catalog) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if first, _, ok := strings.Cut(host, "."); ok {
+		if _, known := cat.Get(first); known {
+			return first
+		}
+	}
+	return ""
+}
+
+// serve runs a call through its stages. A refusal made before anything
+// was written is returned for internal/api to write.
+func (p *Proxy) serve(c *call) error {
+	if err := p.authorize(c); err != nil {
+		return refuse(&c.svc, err)
+	}
+	if err := p.limit(c); err != nil {
+		return refuse(&c.svc, err)
+	}
+	// The call is counted against the monthly quota before it leaves, and
+	// refunded if it never reached an upstream.
+	defer p.settle(c)
+	if err := p.readBody(c); err != nil {
+		return refuse(&c.svc, err)
+	}
+	if err := p.route(c); err != nil {
+		return refuse(&c.svc, err)
+	}
+	if err := p.forward(c); err != nil {
+		return refuse(&c.svc, err)
+	}
+	p.deliver(c)
+	return nil
+}
+
+// authorize resolves the caller (unless the root already did) and checks
+// that its credential may call the service.
+func (p *Proxy) authorize(c *call) error {
+	raw, inQuery := credential(c.r, &c.svc)
+	if inQuery {
+		c.credential, c.inQuery = raw, true
+	}
+	if c.caller == nil {
+		cl, err := p.authenticate(c.ctx, raw, c.r.Header.Get("X-Workspace-Id"))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for _, k := range keys {
-			if c.token == nil || c.token.Allows(k.Service) {
-				seen[k.Service] = true
-			}
-		}
-		if len(keys) < f.Limit {
-			break
-		}
-		f.After = keys[len(keys)-1].ID
+		c.caller = cl
 	}
-	out := make([]string, 0, len(seen))
-	for s := range seen {
-		out = append(out, s)
+	if t := c.caller.token; t != nil && !t.Allows(c.svc.Name) {
+		return refusal(403, "service_not_allowed", "", fmt.Sprintf("this wallet access token is not scoped to %s", c.svc.Name))
 	}
-	sort.Strings(out)
-	return out, nil
+	return nil
+}
+
+// route reads the workspace's key set for the service and plans the
+// attempts: keys in the strategy's order, then the operator's fallback
+// key.
+func (p *Proxy) route(c *call) error {
+	ks, err := p.keySet(c.ctx, c.caller.workspaceID, &c.svc)
+	if err != nil {
+		return err
+	}
+	c.ks = ks
+	now := p.now()
+	c.plan = ks.Plan(c.planBuf[:0], c.strategy, now, c.maxAttempts)
+	c.fb = p.opts.FallbackKeys[c.svc.Name]
+	if !c.premium && len(c.plan) > 0 {
+		c.fb = "" // the operator's key is a fallback too
+	}
+	if len(c.plan) == 0 && c.fb == "" {
+		return noKey(&c.svc, ks, nil, now)
+	}
+	return nil
+}
+
+// auditKey records a key event caused by a proxied call.
+func (p *Proxy) auditKey(ctx context.Context, c *caller, keyID, action string, details map[string]string) {
+	if p.audit == nil {
+		return
+	}
+	at, aid := c.actor()
+	ev := apiwallet.NewAuditEvent(ctx, c.workspaceID, at, aid, action, "key", keyID)
+	ev.Details = details
+	if err := p.audit.AppendAudit(ctx, ev); err != nil {
+		p.log.ErrorContext(ctx, "proxy: audit", "err", err, "action", action, "key_id", keyID)
+	}
 }

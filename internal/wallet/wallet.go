@@ -46,6 +46,9 @@ type Deps struct {
 	// their intervals); AllowPrivate always comes from the configuration.
 	Metering metering.Options
 	Alerts   alerts.Options
+	// Transport makes the proxy's upstream calls; nil means
+	// proxy.NewTransport.
+	Transport http.RoundTripper
 }
 
 // Wallet is a wired wallet. Close it after its HTTP server has stopped.
@@ -110,8 +113,9 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 	router := routing.NewRouter()
 	w.Proxy = proxy.New(proxy.Deps{Catalog: cat, Router: router, Auth: w.Auth, Keys: keys,
 		Counter: db, Recorder: w.Recorder, Audit: db, Limiter: d.Limiter, Log: log, Epoch: epoch,
-		Quota: d.Quota, Plans: quota.NewCachedPlans(w.Billing, time.Minute, epoch), Alerts: w.Alerts, Policies: w.Billing},
-		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute})
+		Quota: d.Quota, Plans: quota.NewCachedPlans(w.Billing, time.Minute, epoch), Alerts: w.Alerts, Policies: w.Billing,
+		Transport: d.Transport},
+		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute, WriteTimeout: cfg.WriteTimeout})
 	w.Handler = api.NewServer(api.Deps{Config: cfg, Log: log, Auth: w.Auth, DB: db, Redis: d.Redis, Keys: keys,
 		Teams: &team.Service{Store: db},
 		Accounts: &account.Service{Users: db, Workspaces: db, Teams: db, Accounts: db, Audit: db, Limiter: d.Limiter,
