@@ -48,9 +48,18 @@ func TestSessionCookieFlags(t *testing.T) {
 		}
 	})
 	t.Run("production", func(t *testing.T) {
-		ts := newTestServer(t, filepath.Join(t.TempDir(), "wallet.db"), "APP_ENV=production")
-		ts.register("prod@example.com")
-		c, _ := browserLogin(t, ts, "prod@example.com")
+		// Production serves HTTPS only, here behind a TLS-terminating proxy.
+		ts := newTestServer(t, filepath.Join(t.TempDir(), "wallet.db"), "APP_ENV=production",
+			"TRUSTED_PROXIES=127.0.0.1", "GATEWAY_URL=https://wallet.example.com")
+		ts.do("POST", "/auth/register", "", map[string]string{"email": "prod@example.com", "password": "correct horse battery",
+			"name": "Prod"}, "X-Forwarded-Proto", "https").want(t, http.StatusCreated)
+		r := ts.do("POST", "/auth/session", "", map[string]string{"email": "prod@example.com", "password": "correct horse battery"},
+			"X-Forwarded-Proto", "https").want(t, http.StatusOK)
+		cookies := (&http.Response{Header: r.Header}).Cookies()
+		if len(cookies) != 1 {
+			t.Fatalf("Set-Cookie = %q", r.Header.Values("Set-Cookie"))
+		}
+		c := cookies[0]
 		if c.Name != auth.SecureSessionCookie || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
 			t.Fatalf("cookie = %+v; want %s, Secure, HttpOnly, SameSite=Strict, Path=/", c, auth.SecureSessionCookie)
 		}
