@@ -121,7 +121,18 @@ function layout(path, title) {
   return main;
 }
 
+let generation = 0;
+
+// settle keeps the cleanup of the page now shown; a page whose render
+// finished after the user moved on is stopped at once (its live stream
+// would otherwise keep running, and hold a connection, in the background).
+function settle(gen, stop) {
+  if (!stop) return;
+  if (gen === generation) cleanup = stop; else stop();
+}
+
 export async function route() {
+  const gen = ++generation;
   if (cleanup) { cleanup(); cleanup = null; }
   document.body.classList.remove("nav-open");
   let path = location.pathname.replace(/\/+$/, "") || "/";
@@ -131,7 +142,7 @@ export async function route() {
       if (session.user) path = "/app/usage";
       else {
         document.title = "API Key Wallet · route every call to the cheapest key";
-        cleanup = await landing(root) || null;
+        settle(gen, await landing(root));
         return;
       }
     }
@@ -149,7 +160,7 @@ export async function route() {
         h("p", {}, "There is nothing at this address. ", h("a", { href: "/app/usage" }, "Go to your usage"), "."));
       return;
     }
-    cleanup = await page.render(main) || null;
+    settle(gen, await page.render(main));
   } catch (err) {
     root.replaceChildren(h("main", { id: "main", class: "content narrow" }, h("h1", { id: "page-title" }, "API Key Wallet"), errorBox(err)));
   }

@@ -159,10 +159,10 @@ export async function usagePage(main) {
       live.saved += ev.savingsMicros || 0;
       live.errors += ev.errors || 0;
     }
-    setText("stat-calls", count(live.calls));
-    setText("stat-cost", money(live.cost));
-    setText("stat-savings", money(live.saved));
-    setText("stat-errors", count(live.errors));
+    setText(main, "stat-calls", count(live.calls));
+    setText(main, "stat-cost", money(live.cost));
+    setText(main, "stat-savings", money(live.saved));
+    setText(main, "stat-errors", count(live.errors));
     const at = Math.floor(new Date(ev.at).getTime() / 1000);
     const step = bucket === "hour" ? 3600 : 86400;
     let i = data.xs.length - 1;
@@ -194,7 +194,7 @@ function statLive(label, id, value, note) {
     note ? h("p", { class: "stat-note" }, note) : null);
 }
 
-function setText(id, v) { const el = document.getElementById(id); if (el) el.textContent = v; }
+function setText(root, id, v) { const el = root.querySelector(`#${id}`); if (el) el.textContent = v; }
 
 function change(now, before) {
   if (before === null || before === undefined) return "";
