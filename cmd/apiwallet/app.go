@@ -19,6 +19,7 @@ import (
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/auth"
 	"github.com/apikeywallet/apiwallet/internal/config"
+	"github.com/apikeywallet/apiwallet/internal/gcfloor"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
@@ -177,7 +178,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	evalDone := make(chan struct{})
 	go func() { defer close(evalDone); w.AlertEvaluator().Run(evalCtx) }()
 	if !slices.ContainsFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, "GOGC=") }) {
-		go runGCFloor(evalCtx, time.Second) // an operator's GOGC wins
+		go gcfloor.Run(evalCtx, time.Second) // an operator's GOGC wins
 	}
 	if a.cfg.PprofAddr != "" {
 		go func() {

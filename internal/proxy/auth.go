@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/catalog"
@@ -72,7 +73,9 @@ func (p *Proxy) authenticate(ctx context.Context, raw, workspaceHeader string) (
 	var k [32]byte
 	h.Sum(k[:0])
 	now := p.now().UnixNano()
-	if c, ok := p.callers.get(k, now); ok {
+	// A token that expires while cached is looked up again (and refused):
+	// no write marks its expiry for the caches.
+	if c, ok := p.callers.get(k, now); ok && (c.token == nil || !c.token.Expired(time.Unix(0, now))) {
 		return c, nil
 	}
 	epoch := p.epoch.Load()

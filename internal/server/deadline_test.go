@@ -146,7 +146,10 @@ func streamHandler(ticks int, every, write time.Duration, ctxErr chan<- error) h
 // the request as soon as it passed: net/http reads the connection in the
 // background meanwhile, to notice a client that hangs up.
 func TestLiveStreamOutlivesDeadlines(t *testing.T) {
-	const ticks, every = 8, 50 * time.Millisecond // 400 ms against 100 ms
+	// 800 ms of stream against 300 ms deadlines; each tick pushes the
+	// write deadline 2 s on, so a slow moment of a loaded machine does
+	// not pass for a stalled client.
+	const ticks, every = 8, 100 * time.Millisecond
 	for _, tc := range []struct{ name, raw string }{
 		{"GET", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"},
 		{"POST", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"},
@@ -154,7 +157,7 @@ func TestLiveStreamOutlivesDeadlines(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctxErr := make(chan error, 1)
-			rs := start(t, streamHandler(ticks, every, 100*time.Millisecond, ctxErr), []string{"READ_TIMEOUT=100ms", "WRITE_TIMEOUT=100ms"}, nil)
+			rs := start(t, streamHandler(ticks, every, 2*time.Second, ctxErr), []string{"READ_TIMEOUT=300ms", "WRITE_TIMEOUT=300ms"}, nil)
 			c := dial(t, rs.addr)
 			res, body := roundTrip(t, c, bufio.NewReader(c), tc.raw)
 			if err := <-ctxErr; err != nil {

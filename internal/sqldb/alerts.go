@@ -43,17 +43,11 @@ func scanAlert(s scanner) (*apiwallet.Alert, error) {
 }
 
 // quietTx runs fn in a transaction like tx, without OnCommit: alert
-// bookkeeping changes nothing the proxy caches.
-func (db *DB) quietTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	tx, err := db.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err = fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+// bookkeeping changes nothing the proxy caches. It still goes through
+// runTx, which forgets the transaction's change mark (its audit event
+// sets one) and rolls back on a panic.
+func (db *DB) quietTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return db.runTx(ctx, false, fn)
 }
 
 // FindAlertSettings implements apiwallet.AlertStore.

@@ -260,6 +260,10 @@ func (db *DB) setWorkspacePlan(ctx context.Context, tx *sql.Tx, w *apiwallet.Wor
 	if _, err := tx.ExecContext(ctx, `UPDATE workspaces SET plan = $1 WHERE id = $2`, plan, w.ID); err != nil {
 		return err
 	}
+	// The plan gives the workspace's rate, which the proxy caches. The
+	// caller's event may be missing: the admin service leaves it out
+	// when its earlier read showed the plan already set.
+	db.markChanged(tx)
 	if err := db.recordPlanChange(ctx, tx, w.ID, w.Plan, plan, source, actorID); err != nil {
 		return err
 	}

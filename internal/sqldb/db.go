@@ -39,7 +39,9 @@ type DB struct {
 	// changed wallet state: the proxy's caches are invalidated from it.
 	// Every such change writes an audit event, so the audit log is the
 	// change feed: a transaction that appended an event other than a
-	// routine one (quietActions) counts as a change.
+	// routine one (quietActions) counts as a change. Writes whose event
+	// may be missing mark the change themselves (markChanged);
+	// invalidation_test.go checks every write method either way.
 	OnCommit func()
 
 	changedMu sync.Mutex
@@ -164,11 +166,15 @@ func fromNullMicros(n sql.NullInt64) time.Time {
 	return fromMicros(n.Int64)
 }
 
-// tx runs fn in a transaction, committing if it returns nil. A panic in
-// fn rolls the transaction back before it goes on up: an open transaction
+// tx runs fn in a transaction, committing if it returns nil, and calls
+// OnCommit if it changed wallet state.
+func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error { return db.runTx(ctx, true, fn) }
+
+// runTx is tx; notify false leaves OnCommit out (quietTx). A panic in fn
+// rolls the transaction back before it goes on up: an open transaction
 // would keep its connection and its locks (on SQLite the database's one
 // write lock) until its context ended.
-func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+func (db *DB) runTx(ctx context.Context, notify bool, fn func(*sql.Tx) error) (err error) {
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -180,7 +186,7 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 			_ = tx.Rollback()
 			return
 		}
-		if err == nil && changed && db.OnCommit != nil {
+		if err == nil && changed && notify && db.OnCommit != nil {
 			db.OnCommit()
 		}
 	}()

@@ -395,8 +395,13 @@ func (db *DB) destroyDataKey(ctx context.Context, tx *sql.Tx, workspaceID string
 	if _, err := tx.ExecContext(ctx, `DELETE FROM api_keys WHERE workspace_id = $1`, workspaceID); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace_id = $1`, workspaceID)
-	return err
+	if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace_id = $1`, workspaceID); err != nil {
+		return err
+	}
+	// The proxy's cached plaintexts must go with the data key, whatever
+	// event (nil included) vault.Service.DestroyWorkspace was given.
+	db.markChanged(tx)
+	return nil
 }
 
 func scanRootKey(s scanner) (*apiwallet.RootKey, error) {

@@ -230,6 +230,7 @@ func (db *DB) setPlanFromStripe(ctx context.Context, tx *sql.Tx, workspaceID, fr
 	if _, err := tx.ExecContext(ctx, `UPDATE workspaces SET plan = $1 WHERE id = $2`, to, workspaceID); err != nil {
 		return err
 	}
+	db.markChanged(tx) // as in setWorkspacePlan
 	return db.recordPlanChange(ctx, tx, workspaceID, from, to, apiwallet.PlanSourceStripe, eventID)
 }
 

@@ -153,6 +153,11 @@ func (db *DB) updateUser(ctx context.Context, tx *sql.Tx, id string, upd apiwall
 	}
 	if revoke {
 		cur.TokenVersion++
+		// The proxy may hold callers authenticated with the login tokens
+		// this revokes. Its callers' events cannot tell: the admin service
+		// builds them from a read made before this transaction, so a
+		// change that lands in between is applied here with no event.
+		db.markChanged(tx)
 	}
 	cur.UpdatedAt = fromMicros(db.now())
 	_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, role = $2, password_hash = $3,

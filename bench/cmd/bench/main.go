@@ -4,20 +4,25 @@
 //
 //   - direct: the stub itself (bench/upstream);
 //   - nginx: Debian's nginx as a reverse proxy injecting a fixed key;
-//   - floor: a bare httputil.ReverseProxy injecting a fixed key (bench/floor);
+//   - floor: a bare httputil.ReverseProxy injecting a fixed key, on the
+//     wallet's Transport and GC settings (bench/floor);
 //   - wallet: `apiwallet serve` proxying /proxy/stripe/… with a stored key,
 //     authenticated by a wallet access token, with every per-call feature on.
 //
-// Throughput and p50/p99 latency come from wrk (closed loop, keep-alive);
-// added latency at a constant rate comes from bench/cmd/load. The wallet is
+// Each is measured in three rounds: against the stub over plain HTTP, over
+// TLS (a self-signed certificate made for the run), and answering after a
+// delay (20 ms) at a higher concurrency. Throughput and p50/p99 latency come
+// from wrk (closed loop, keep-alive); added latency at a constant rate comes
+// from bench/cmd/load; CPU per call from /proc for every run. The wallet is
 // also measured with 1, 1,000 and 100,000 stored keys, and its peak RSS is
 // read from /proc. Progress goes to stderr. See bench/README.md.
 //
 //	go run ./bench/cmd/bench            # or: bash bench/run.sh
 //
 // Settings come from the environment: DURATION, CONNECTIONS, THREADS,
-// WARMUP, ROUNDS, RATE, RATE_DURATION, KEYS, TARGETS, NGINX_WORKERS,
-// INSERT_CONCURRENCY, WALLET_ENV, WALLET_BIN, KEEP (see usage).
+// WARMUP, ROUNDS, RATE, RATE_DURATION, TLS, TLS_H2, LATENCY_MS,
+// LATENCY_CONNECTIONS, KEYS, TARGETS, NGINX_WORKERS, INSERT_CONCURRENCY,
+// WALLET_ENV, WALLET_BIN, KEEP (see usage).
 package main
 
 import (
@@ -38,7 +43,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/template"
 	"time"
 )
 
@@ -59,6 +63,10 @@ Environment (defaults in brackets):
   INSERT_CONCURRENCY=8  concurrent POST /keys while storing keys
   WALLET_ENV=           extra wallet environment, space-separated K=V
   WALLET_BIN=           run this wallet binary instead of building ./cmd/apiwallet
+  TLS=1                 also run every target against the stub over HTTPS (0 skips the round)
+  TLS_H2=1              the HTTPS stub offers HTTP/2 by ALPN (0: HTTP/1.1 only)
+  LATENCY_MS=20         also run every target against a stub that answers after this delay (0 skips)
+  LATENCY_CONNECTIONS=256  wrk connections in that round
   KEEP=1                keep the temporary directory (configs, logs)
 `
 
@@ -82,6 +90,8 @@ type config struct {
 	Duration, Warmup, RateDuration time.Duration
 	Connections, Threads, Rounds   int
 	Rate, NginxWorkers             int
+	TLS, TLSH2                     bool
+	LatencyMs, LatencyConnections  int
 	InsertConcurrency              int
 	Keys                           []int
 	Targets                        []string
@@ -117,17 +127,21 @@ func loadConfig() (*config, error) {
 		return n
 	}
 	c := &config{
-		Duration:          dur("DURATION", 10*time.Second),
-		Warmup:            dur("WARMUP", 2*time.Second),
-		RateDuration:      dur("RATE_DURATION", 10*time.Second),
-		Connections:       num("CONNECTIONS", 64, 1),
-		Threads:           num("THREADS", 2, 1),
-		Rounds:            num("ROUNDS", 1, 1),
-		Rate:              num("RATE", 2000, 0),
-		NginxWorkers:      num("NGINX_WORKERS", runtime.NumCPU(), 1),
-		InsertConcurrency: num("INSERT_CONCURRENCY", 8, 1),
-		WalletEnv:         strings.Fields(os.Getenv("WALLET_ENV")),
-		Keep:              os.Getenv("KEEP") != "" && os.Getenv("KEEP") != "0",
+		Duration:           dur("DURATION", 10*time.Second),
+		Warmup:             dur("WARMUP", 2*time.Second),
+		RateDuration:       dur("RATE_DURATION", 10*time.Second),
+		Connections:        num("CONNECTIONS", 64, 1),
+		Threads:            num("THREADS", 2, 1),
+		Rounds:             num("ROUNDS", 1, 1),
+		Rate:               num("RATE", 2000, 0),
+		NginxWorkers:       num("NGINX_WORKERS", runtime.NumCPU(), 1),
+		InsertConcurrency:  num("INSERT_CONCURRENCY", 8, 1),
+		WalletEnv:          strings.Fields(os.Getenv("WALLET_ENV")),
+		Keep:               os.Getenv("KEEP") != "" && os.Getenv("KEEP") != "0",
+		TLS:                num("TLS", 1, 0) != 0,
+		TLSH2:              num("TLS_H2", 1, 0) != 0,
+		LatencyMs:          num("LATENCY_MS", 20, 0),
+		LatencyConnections: num("LATENCY_CONNECTIONS", 256, 1),
 	}
 	if c.Duration < time.Second {
 		errs = append(errs, errors.New("DURATION must be at least 1s"))
@@ -174,11 +188,15 @@ type runner struct {
 	nginx      string
 	procs      []*proc
 	stubURL    string
+	stubTLS    string // https://127.0.0.1:PORT, when the TLS round runs
+	stubSlow   string // http://127.0.0.1:PORT answering after LATENCY_MS
+	certFile   string // the stub's self-signed certificate, trusted by every client
 	want       map[string]bool
-	targets    []*target
-	wallet     *wallet
-	walletSkip string // why the wallet was skipped, if it was
-	loadStart  string // 1-minute load average before the run
+	targets    []*target // of every round
+	rounds     []*round
+	wallet     *wallet // the plain round's, which the stored-keys series uses
+	walletSkip string  // why the wallet was skipped, if it was
+	loadStart  string  // 1-minute load average before the run
 	walletBin  string
 
 	insertTimes map[int]time.Duration
@@ -188,9 +206,30 @@ type runner struct {
 	rssHWMKB    int64            // wallet VmHWM at the end (lifetime, includes key inserts)
 }
 
+// round is one upstream every target is measured against: the plain stub,
+// the stub over TLS, or the stub answering after a delay.
+type round struct {
+	name  string // "plain", "tls", "latency"
+	conns int    // wrk connections
+	rate  bool   // with constant-rate runs
+	// targets run in this round, in report order
+	targets []*target
+}
+
+func (rd *round) target(name string) *target {
+	for _, t := range rd.targets {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
 // target is one thing the load is driven at.
 type target struct {
 	name, url, auth string
+	proc            string      // the process group serving the calls
+	w               *wallet     // for the wallet
 	runs            []measured  // one per round
 	rates           []rateRun   // one per round
 	rate            *loadResult // the round of the median added p99 (of the median p99 for direct)
@@ -203,12 +242,7 @@ type target struct {
 
 // process names the process that serves t's calls: the stub's for
 // direct, the proxy's for the others.
-func (t *target) process() string {
-	if t.name == "direct" {
-		return "upstream"
-	}
-	return t.name
-}
+func (t *target) process() string { return t.proc }
 
 // rateRun is one constant-rate run.
 type rateRun struct {
@@ -222,6 +256,8 @@ type rateRun struct {
 type measured struct {
 	wrkResult
 	upstream, mismatches int64
+	http2                int64   // of the upstream requests, how many came over HTTP/2
+	cpuPerCall           float64 // µs of the target's own process group per answered call; -1 unknown
 	otherCPU             float64 // share of the machine other processes used; -1 unknown
 	refusal              string  // with non-2xx answers: what one request got afterwards
 }
@@ -305,99 +341,47 @@ func (r *runner) run(ctx context.Context) (err error) {
 		}
 	}
 
+	if r.cfg.TLS {
+		if r.certFile, err = r.writeCert(); err != nil {
+			return err
+		}
+	}
 	if err := r.startStub(ctx); err != nil {
 		return err
 	}
-	if r.want["direct"] {
-		r.targets = append(r.targets, &target{name: "direct", url: r.stubURL + path, auth: "Bearer " + keyPrefix + "direct"})
+	specs := []struct {
+		rd       *round
+		upstream string
+	}{{&round{name: "plain", conns: r.cfg.Connections, rate: r.cfg.Rate > 0}, r.stubURL}}
+	if r.cfg.TLS {
+		specs = append(specs, struct {
+			rd       *round
+			upstream string
+		}{&round{name: "tls", conns: r.cfg.Connections, rate: r.cfg.Rate > 0}, r.stubTLS})
 	}
-	if r.want["nginx"] {
-		u, err := r.startNginx(ctx)
-		if err != nil {
+	if r.cfg.LatencyMs > 0 {
+		specs = append(specs, struct {
+			rd       *round
+			upstream string
+		}{&round{name: "latency", conns: r.cfg.LatencyConnections}, r.stubSlow})
+	}
+	for _, sp := range specs {
+		rd := sp.rd
+		r.rounds = append(r.rounds, rd)
+		if err := r.startRound(ctx, rd, sp.upstream); err != nil {
 			return err
 		}
-		r.targets = append(r.targets, &target{name: "nginx", url: u + path, auth: clientCredential})
-	}
-	if r.want["floor"] {
-		u, err := r.startFloor(ctx)
-		if err != nil {
+		if err := r.measureRound(ctx, rd); err != nil {
 			return err
 		}
-		r.targets = append(r.targets, &target{name: "floor", url: u + path, auth: clientCredential})
-	}
-	if r.want["wallet"] {
-		r.logf("starting the wallet and storing %d key(s)", r.cfg.Keys[0])
-		w, err := r.startWallet(ctx, r.cfg.Keys[0])
-		if reason, ok := isSkip(err); ok {
-			r.skipWallet(reason)
-		} else if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			r.skipWallet(fmt.Sprintf("it could not be prepared: %v", err))
-		} else {
-			r.wallet = w
-			r.targets = append(r.targets, &target{name: "wallet", url: w.url(), auth: "Bearer " + w.token})
-		}
-	}
-	for _, t := range r.targets {
-		if err := r.check(ctx, t); err != nil {
-			return err
-		}
-	}
-	// From here on a target that fails is reported as failed and the others
-	// go on: the wallet under test may crash or stall.
-
-	// Throughput: every target, ROUNDS times, interleaved so drift in the
-	// machine's state spreads over all of them.
-	for round := range r.cfg.Rounds {
-		for _, t := range r.targets {
-			if t.failed != "" {
-				continue
-			}
-			m, err := r.measure(ctx, t, fmt.Sprintf("round %d/%d", round+1, r.cfg.Rounds))
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				r.fail(t, err)
-				continue
-			}
-			t.runs = append(t.runs, m)
-		}
-	}
-
-	// Added latency at a constant rate, ROUNDS times like throughput.
-	if r.cfg.Rate > 0 {
-		for round := range r.cfg.Rounds {
-			for _, t := range r.targets {
-				if t.failed != "" {
-					continue
-				}
-				r.settle(t)
-				r.logf("%s: constant rate %d req/s for %s (round %d/%d)", t.name, r.cfg.Rate, r.cfg.RateDuration, round+1, r.cfg.Rounds)
-				stopRSS := r.sampleWallet(t)
-				cpu0 := r.cpuSnapshot()
-				res, err := r.runRate(ctx, t.url, t.auth)
-				cpu1 := r.cpuSnapshot()
-				stopRSS()
-				if err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					r.fail(t, err)
-					continue
-				}
-				run := rateRun{round: round, res: res, otherCPU: otherCPU(cpu0, cpu1),
-					cpuPerCall: cpuPerCall(cpu0, cpu1, t.process(), res.OK+res.Non2xx)}
-				t.rates = append(t.rates, run)
-				r.logf("%s: p50 %.2f ms, p99 %.2f ms, CPU per call %s, other processes' CPU %s",
-					t.name, res.P50Ms, res.P99Ms, fmtMicros(run.cpuPerCall), fmtShare(run.otherCPU))
+		// The plain wallet stays for the stored-keys series; the rest of
+		// the round's proxies stop so that they take nothing from the next.
+		for _, t := range rd.targets {
+			if t.name != "direct" && (rd.name != "plain" || t.name != "wallet") {
+				r.stopProc(t.proc)
 			}
 		}
-		pickRateRuns(r.target("direct"), r.targets)
 	}
-
 	// The wallet with more stored keys.
 	if w, wt := r.wallet, r.target("wallet"); w != nil && wt.failed == "" && len(wt.runs) > 0 {
 		r.keyRuns[r.cfg.Keys[0]] = median(wt.runs)
@@ -415,7 +399,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 			// As many rounds as at one key, so that the two medians compare.
 			var runs []measured
 			for round := range r.cfg.Rounds {
-				m, err := r.measure(ctx, wt, fmt.Sprintf("%d keys, round %d/%d", n, round+1, r.cfg.Rounds))
+				m, err := r.measure(ctx, wt, r.cfg.Connections, fmt.Sprintf("%d keys, round %d/%d", n, round+1, r.cfg.Rounds))
 				if err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err()
@@ -447,11 +431,11 @@ func (r *runner) run(ctx context.Context) (err error) {
 func (r *runner) fail(t *target, err error) {
 	t.failed = err.Error()
 	for _, p := range r.procs {
-		if p.name == t.name && p.exited() {
-			t.failed = fmt.Sprintf("%s exited (%v) during the run; its log ends:\n%s", t.name, p.err, p.tail(10))
+		if p.name == t.proc && p.exited() {
+			t.failed = fmt.Sprintf("%s exited (%v) during the run; its log ends:\n%s", t.proc, p.err, p.tail(10))
 		}
 	}
-	r.logf("%s: FAILED, no longer measured: %s", t.name, t.failed)
+	r.logf("%s: FAILED, no longer measured: %s", t.proc, t.failed)
 }
 
 func (r *runner) skipWallet(reason string) {
@@ -470,30 +454,30 @@ func (r *runner) target(name string) *target {
 
 // sampleWallet starts sampling the wallet's RSS when t is the wallet.
 func (r *runner) sampleWallet(t *target) (stop func()) {
-	if t.name != "wallet" || r.wallet == nil {
+	if t.w == nil {
 		return func() {}
 	}
-	done := sampleRSS(r.wallet.proc.cmd.Process.Pid)
+	done := sampleRSS(t.w.proc.cmd.Process.Pid)
 	return func() { r.rssPeakKB = max(r.rssPeakKB, done()) }
 }
 
 // measure runs an unmeasured warm-up and then the measured wrk run on t,
 // with the stub's request and mismatch counts for the measured run.
-func (r *runner) measure(ctx context.Context, t *target, label string) (measured, error) {
+func (r *runner) measure(ctx context.Context, t *target, conns int, label string) (measured, error) {
 	r.settle(t)
 	if r.cfg.Warmup > 0 {
-		if _, err := r.runWrk(ctx, t.url, t.auth, r.cfg.Warmup); err != nil {
+		if _, err := r.runWrk(ctx, t.url, t.auth, conns, r.cfg.Warmup); err != nil {
 			return measured{}, fmt.Errorf("%s warm-up: %w", t.name, err)
 		}
 	}
-	r.logf("%s: wrk -t%d -c%d -d%s (%s)", t.name, r.cfg.Threads, r.cfg.Connections, wrkSeconds(r.cfg.Duration), label)
+	r.logf("%s: wrk -t%d -c%d -d%s (%s)", t.proc, r.cfg.Threads, conns, wrkSeconds(r.cfg.Duration), label)
 	before, err := r.stubStats(ctx)
 	if err != nil {
 		return measured{}, err
 	}
 	stopRSS := r.sampleWallet(t)
 	cpu0 := r.cpuSnapshot()
-	res, err := r.runWrk(ctx, t.url, t.auth, r.cfg.Duration)
+	res, err := r.runWrk(ctx, t.url, t.auth, conns, r.cfg.Duration)
 	cpu1 := r.cpuSnapshot()
 	stopRSS()
 	if err != nil {
@@ -504,7 +488,7 @@ func (r *runner) measure(ctx context.Context, t *target, label string) (measured
 		return measured{}, err
 	}
 	m := measured{wrkResult: res, upstream: after.Requests - before.Requests, mismatches: after.Mismatches - before.Mismatches,
-		otherCPU: otherCPU(cpu0, cpu1)}
+		http2: after.HTTP2 - before.HTTP2, otherCPU: otherCPU(cpu0, cpu1), cpuPerCall: cpuPerCall(cpu0, cpu1, t.process(), int(res.Requests))}
 	if res.Requests == 0 {
 		r.logf("%s: no answer at all in %s", t.name, wrkSeconds(r.cfg.Duration))
 	}
@@ -512,8 +496,8 @@ func (r *runner) measure(ctx context.Context, t *target, label string) (measured
 		m.refusal = r.sample(ctx, t)
 		r.logf("%s: %d non-2xx answers; one request now gets %s", t.name, res.Non2xx, m.refusal)
 	}
-	r.logf("%s: %.0f req/s, p50 %s, p99 %s, non-2xx %d, upstream auth mismatches %d, other processes' CPU %s",
-		t.name, res.RPS, fmtMs(res.P50), fmtMs(res.P99), res.Non2xx, m.mismatches, fmtShare(m.otherCPU))
+	r.logf("%s: %.0f req/s, p50 %s, p99 %s, CPU per call %s, non-2xx %d, upstream auth mismatches %d, other processes' CPU %s",
+		t.proc, res.RPS, fmtMs(res.P50), fmtMs(res.P99), fmtMicros(m.cpuPerCall), res.Non2xx, m.mismatches, fmtShare(m.otherCPU))
 	return m, nil
 }
 
@@ -538,10 +522,10 @@ func (r *runner) sample(ctx context.Context, t *target) string {
 // of a core) for half a second, so that work left over from the previous
 // step, such as a metering backlog, does not land in the next measurement.
 func (r *runner) settle(t *target) {
-	if t.name != "wallet" || r.wallet == nil {
+	if t.w == nil {
 		return
 	}
-	pid := r.wallet.proc.cmd.Process.Pid
+	pid := t.w.proc.cmd.Process.Pid
 	path := fmt.Sprintf("/proc/%d/stat", pid)
 	start := time.Now()
 	for time.Since(start) < 60*time.Second {
@@ -553,7 +537,7 @@ func (r *runner) settle(t *target) {
 		}
 	}
 	if waited := time.Since(start); waited > 2*time.Second {
-		r.logf("wallet: waited %s for it to go idle before the next step", waited.Round(100*time.Millisecond))
+		r.logf("%s: waited %s for it to go idle before the next step", t.proc, waited.Round(100*time.Millisecond))
 	}
 }
 
@@ -582,6 +566,7 @@ func (r *runner) check(ctx context.Context, t *target) error {
 type stubStats struct {
 	Requests   int64    `json:"requests"`
 	Mismatches int64    `json:"mismatches"`
+	HTTP2      int64    `json:"http2"`
 	Samples    []string `json:"mismatch_samples"`
 }
 
@@ -597,83 +582,6 @@ func (r *runner) stubStats(ctx context.Context) (stubStats, error) {
 	}
 	defer resp.Body.Close()
 	return s, json.NewDecoder(resp.Body).Decode(&s)
-}
-
-func (r *runner) startStub(ctx context.Context) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := r.start("upstream", r.bin("upstream"), []string{"-listen", addr, "-key-prefix", keyPrefix}, os.Environ())
-	if err != nil {
-		return err
-	}
-	r.stubURL = "http://" + addr
-	return waitHTTP(ctx, p, r.stubURL+"/__bench/stats", nil, http.StatusOK, 10*time.Second)
-}
-
-func (r *runner) startFloor(ctx context.Context) (string, error) {
-	port, err := freePort()
-	if err != nil {
-		return "", err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := r.start("floor", r.bin("floor"), []string{
-		"-listen", addr, "-upstream", r.stubURL,
-		"-auth", "Bearer " + keyPrefix + "floor", "-conns", strconv.Itoa(r.cfg.Connections),
-	}, os.Environ())
-	if err != nil {
-		return "", err
-	}
-	u := "http://" + addr
-	return u, waitHTTP(ctx, p, u+path, http.Header{"Authorization": {clientCredential}}, http.StatusOK, 10*time.Second)
-}
-
-// nginxParams fill nginx.conf.tmpl.
-type nginxParams struct {
-	Dir, User, Listen, Upstream, Auth string
-	Workers, Keepalive                int
-}
-
-func (r *runner) startNginx(ctx context.Context) (string, error) {
-	port, err := freePort()
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(r.tmp, "nginx")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	p := nginxParams{
-		Dir: dir, Listen: fmt.Sprintf("127.0.0.1:%d", port), Upstream: strings.TrimPrefix(r.stubURL, "http://"),
-		Auth: "Bearer " + keyPrefix + "nginx", Workers: r.cfg.NginxWorkers, Keepalive: r.cfg.Connections,
-	}
-	if os.Geteuid() == 0 {
-		// A root master drops its workers to an unprivileged user, which
-		// must be able to reach the temp paths.
-		p.User = "nobody nogroup"
-		if err := os.Chmod(r.tmp, 0o755); err != nil {
-			return "", err
-		}
-	}
-	var conf strings.Builder
-	if err := template.Must(template.New("nginx").Parse(nginxConf)).Execute(&conf, p); err != nil {
-		return "", err
-	}
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {
-		return "", err
-	}
-	if out, err := exec.CommandContext(ctx, r.nginx, "-t", "-p", dir+"/", "-c", confPath, "-e", "stderr").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("nginx -t rejected %s: %v\n%s", confPath, err, out)
-	}
-	pr, err := r.start("nginx", r.nginx, []string{"-p", dir + "/", "-c", confPath, "-e", "stderr"}, os.Environ())
-	if err != nil {
-		return "", err
-	}
-	u := "http://" + p.Listen
-	return u, waitHTTP(ctx, pr, u+path, http.Header{"Authorization": {clientCredential}}, http.StatusOK, 10*time.Second)
 }
 
 // findTools finds wrk and (when nginx is a target) nginx, or says how to

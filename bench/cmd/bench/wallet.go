@@ -41,14 +41,14 @@ type wallet struct {
 // walletEnv is the wallet's environment: a fresh data directory, loopback,
 // the stub as the stripe service's base URL, and the plan limits raised so
 // that they are enforced on every call but never refuse the benchmark's.
-func (r *runner) walletEnv(port int) []string {
+func (r *runner) walletEnv(name, upstream string, port int) []string {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
-		"APIWALLET_DATA_DIR=" + filepath.Join(r.tmp, "wallet-data"),
+		"APIWALLET_DATA_DIR=" + filepath.Join(r.tmp, name+"-data"),
 		"HOST=127.0.0.1",
 		"PORT=" + strconv.Itoa(port),
-		"STRIPE_BASE_URL=" + r.stubURL,
+		"STRIPE_BASE_URL=" + upstream,
 		// Rate limit and monthly quota stay on, far above what the load
 		// sends (the largest values the configuration accepts).
 		"MAX_REQUESTS_PER_MINUTE=1073741824",
@@ -56,18 +56,22 @@ func (r *runner) walletEnv(port int) []string {
 		// Metrics on, as an operator watching the wallet runs it.
 		"ENABLE_METRICS=true",
 	}
+	if r.certFile != "" {
+		// Go reads the roots from SSL_CERT_FILE on Linux.
+		env = append(env, "SSL_CERT_FILE="+r.certFile)
+	}
 	// WALLET_ENV adds or overrides variables ("LOG_LEVEL=warn GOGC=200").
 	return append(env, r.cfg.WalletEnv...)
 }
 
 // startWallet starts the wallet and prepares it with the first key count.
 // A *skipError means a route it needs answered 404: not built yet.
-func (r *runner) startWallet(ctx context.Context, keys int) (*wallet, error) {
+func (r *runner) startWallet(ctx context.Context, name, upstream string, keys int) (*wallet, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	p, err := r.start("wallet", r.walletBin, []string{"serve"}, r.walletEnv(port))
+	p, err := r.start(name, r.walletBin, []string{"serve"}, r.walletEnv(name, upstream, port))
 	if err != nil {
 		return nil, err
 	}

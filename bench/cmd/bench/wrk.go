@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -76,9 +77,9 @@ func wrkSeconds(d time.Duration) string {
 }
 
 // runWrk runs wrk against url with the configured threads and connections.
-func (r *runner) runWrk(ctx context.Context, url, auth string, d time.Duration) (wrkResult, error) {
+func (r *runner) runWrk(ctx context.Context, url, auth string, conns int, d time.Duration) (wrkResult, error) {
 	args := []string{
-		"-t", strconv.Itoa(r.cfg.Threads), "-c", strconv.Itoa(r.cfg.Connections),
+		"-t", strconv.Itoa(r.cfg.Threads), "-c", strconv.Itoa(conns),
 		"-d", wrkSeconds(d), "--latency", "-H", "Authorization: " + auth, url,
 	}
 	out, err := exec.CommandContext(ctx, r.wrk, args...).CombinedOutput()
@@ -116,7 +117,11 @@ func (r *runner) runRate(ctx context.Context, url, auth string) (loadResult, err
 		"-warmup", "1s", "-c", strconv.Itoa(r.cfg.Connections), "-json",
 	}
 	var res loadResult
-	out, err := exec.CommandContext(ctx, r.bin("load"), args...).Output()
+	cmd := exec.CommandContext(ctx, r.bin("load"), args...)
+	if r.certFile != "" {
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+r.certFile) // for direct over TLS
+	}
+	out, err := cmd.Output()
 	if err != nil {
 		return res, fmt.Errorf("load %s: %v", strings.Join(args, " "), err)
 	}
