@@ -61,6 +61,9 @@ type Deps struct {
 	Stripe *stripebilling.Service
 	// Alerts lists alerts and keeps alert settings; nil answers 503.
 	Alerts *alerts.Service
+	// Web serves the landing page, the dashboard and their assets (GET /,
+	// /app/..., /static/...); nil serves none.
+	Web http.Handler
 	// Analytics answers /usage; nil answers it with 503.
 	Analytics *analytics.Service
 	// Registry receives the HTTP metrics; nil disables /metrics.
@@ -74,6 +77,7 @@ type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	mux     *http.ServeMux
+	cookies *auth.Cookies
 	metrics *metrics
 	handler http.Handler
 }
@@ -100,7 +104,8 @@ func NewServer(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Server{Deps: d, cfg: d.Config, log: d.Log, mux: http.NewServeMux()}
+	s := &Server{Deps: d, cfg: d.Config, log: d.Log, mux: http.NewServeMux(),
+		cookies: &auth.Cookies{Secure: d.Config.Production, Secret: d.Config.JWTSecret}}
 	if d.Registry != nil && d.Config.EnableMetrics {
 		d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		s.metrics = newMetrics(d.Registry)
@@ -119,6 +124,9 @@ func (s *Server) routes() {
 	s.handle("GET /auth/me", s.authed(s.me))
 	s.handle("POST /auth/logout", s.authed(s.logout))
 	s.handle("POST /auth/password", s.authed(s.changePassword))
+	s.handle("POST /auth/session", s.createSession)
+	s.handle("GET /auth/session", s.authed(s.getSession))
+	s.handle("DELETE /auth/session", s.deleteSession)
 
 	s.handle("GET /workspaces", s.authed(s.listWorkspaces))
 	s.handle("POST /workspaces", s.authed(s.createWorkspace))
@@ -179,6 +187,13 @@ func (s *Server) routes() {
 	s.handle("GET /alerts", s.authed(s.listAlerts))
 	s.handle("GET /alerts/settings", s.authed(s.getAlertSettings))
 	s.handle("PUT /alerts/settings", s.authed(s.putAlertSettings))
+
+	// GET / is served by notFound (see home): a route for it would turn
+	// every other method on / into a 405 instead of a proxied call.
+	if s.Web != nil {
+		s.mux.Handle("GET /app/", s.Web)
+		s.mux.Handle("GET /static/", s.Web)
+	}
 
 	// Everything else: a problem+json 404 (or 405 for a known path).
 	s.handle("/", s.notFound)
@@ -249,8 +264,19 @@ func (s *Server) authenticated(tokens bool, h authedFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		token, ok := bearer(r)
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet"`)
-			return apiwallet.Errorf(apiwallet.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <token>")
+			// The dashboard's session cookie stands in for the header.
+			// It holds a login JWT, never an access token, and a request
+			// that changes anything must prove it comes from the
+			// wallet's own pages (CSRF).
+			cookie, found := s.cookies.Token(r)
+			if !found || strings.HasPrefix(cookie, apiwallet.AccessTokenPrefix) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet"`)
+				return apiwallet.Errorf(apiwallet.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <token>")
+			}
+			if err := s.cookies.CheckCSRF(r, cookie); err != nil {
+				return err
+			}
+			token = cookie
 		}
 		if strings.HasPrefix(token, apiwallet.AccessTokenPrefix) {
 			// Whether a token is valid decides between 401 and 403, so it
@@ -302,6 +328,9 @@ func bearer(r *http.Request) (string, bool) {
 // the others to the proxy). A path that a route serves with another
 // method gets 405 and an Allow header instead.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
+	if s.home(w, r) {
+		return nil
+	}
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		probe := r.Clone(r.Context())
@@ -325,7 +354,9 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 // walletPrefixes are the first path segments of the wallet's own routes;
 // a miss below them is a wallet 404, never a proxied call.
 var walletPrefixes = []string{"auth", "workspaces", "invitations", "account", "admin", "keys", "tokens",
-	"audit", "services", "proxy", "monitoring", "metrics", "usage", "billing", "alerts", "problems", "plans"}
+	"audit", "services", "proxy", "monitoring", "metrics", "usage", "billing", "alerts", "problems", "plans",
+	// The dashboard's pages and assets.
+	"app", "static"}
 
 func walletPath(p string) bool {
 	first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")

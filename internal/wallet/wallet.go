@@ -28,6 +28,7 @@ import (
 	"github.com/apikeywallet/apiwallet/internal/stripebilling"
 	"github.com/apikeywallet/apiwallet/internal/team"
 	"github.com/apikeywallet/apiwallet/internal/vault"
+	"github.com/apikeywallet/apiwallet/internal/web"
 )
 
 // Deps are what a wallet is built on.
@@ -119,7 +120,7 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 		Teams: &team.Service{Store: db},
 		Accounts: &account.Service{Users: db, Workspaces: db, Teams: db, Accounts: db, Audit: db, Limiter: d.Limiter,
 			Sections: []account.Section{account.KeysSection(db), account.TokensSection(db)}},
-		Registry: w.Registry, Proxy: w.Proxy, Catalog: cat, CatalogStore: db, Billing: w.Billing, Alerts: w.Alerts,
+		Web: web.New(), Registry: w.Registry, Proxy: w.Proxy, Catalog: cat, CatalogStore: db, Billing: w.Billing, Alerts: w.Alerts,
 		Analytics: newAnalytics(db, cat, router, w),
 		Stripe:    stripebilling.New(stripebilling.ConfigFrom(cfg), db, w.Alerts, log)})
 	return w, nil
