@@ -154,6 +154,7 @@ func demoUsage(ctx context.Context, a *app, ws, userID string, keys []*demoKey, 
 	period := map[string]string{}
 	var batch []apiwallet.Usage
 	total := 0
+	lastUsed := map[string]time.Time{} // what the proxy's key-use flusher would have written
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -241,6 +242,9 @@ func demoUsage(ctx context.Context, a *app, ws, userID string, keys []*demoKey, 
 			}
 			if key != nil {
 				u.KeyID = key.id
+				if u.Status < 500 && u.Status != 429 && at.After(lastUsed[key.id]) {
+					lastUsed[key.id] = at
+				}
 				if u.Attempted == "" {
 					u.Attempted = fmt.Sprintf("%s:%d", key.id, u.Status)
 				}
@@ -263,7 +267,15 @@ func demoUsage(ctx context.Context, a *app, ws, userID string, keys []*demoKey, 
 			}
 		}
 	}
-	return total, flush()
+	if err := flush(); err != nil {
+		return total, err
+	}
+	for id, at := range lastUsed {
+		if err := a.db.TouchKey(ctx, ws, id, at); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // demoQuota is a free key's quota and period: its own (per month), or

@@ -83,13 +83,21 @@ func TestSeedDemo(t *testing.T) {
 		t.Errorf("demo usage covers %d services", len(services.Rows))
 	}
 	var health struct {
-		Keys []struct{ Status string }
+		Keys []struct {
+			Status     string
+			Calls      int64
+			LastUsedAt string
+		}
 	}
 	get("/usage/keys", &health)
 	quarantined := 0
 	for _, k := range health.Keys {
 		if k.Status == "quarantined" {
 			quarantined++
+		}
+		// A key that served calls shows when it last did.
+		if k.Calls > 0 && k.LastUsedAt == "" {
+			t.Errorf("a key with %d calls was never used: %+v", k.Calls, k)
 		}
 	}
 	if len(health.Keys) < 6 || quarantined != 1 {
