@@ -1,7 +1,7 @@
 // Keys (add, edit, rotate, disable, delete; the secret is typed once and
 // never shown again) and wallet access tokens (shown once, with a copy
 // button; revoke).
-import { h, api, count, pct, date, pageHeader, loading, errorBox, empty, field, form, dialog, toast, table, badge, copy }
+import { h, api, count, pct, date, ago, pageHeader, loading, errorBox, empty, field, form, dialog, toast, table, badge, copy }
   from "./lib.js";
 import { route } from "./main.js";
 
@@ -106,16 +106,20 @@ export async function keysPage(main) {
       const st = (hk.get(k.id) || {}).status || k.status;
       return badge(st, statusKind[st] ?? "");
     } },
-    { label: "Free quota", num: true, value: (k) => {
+    { label: "Free used", num: true, value: (k) => {
       const x = hk.get(k.id);
       if (k.tier !== "free") return "–";
-      return x ? `${count(x.freeUsed)} used · ${count(x.freeLeft)} left` : (k.metadata.quota ?? "service default");
+      return x ? h("span", { title: `${count(x.freeLeft)} left this period` }, `${count(x.freeUsed)} of ${count(x.freeQuota)}`)
+        : (k.metadata.quota ?? "service default");
     } },
     { label: "Errors / 429", num: true, value: (k) => {
       const x = hk.get(k.id);
       return x ? `${pct(100 * (x.errorRate || 0))} / ${pct(100 * (x.rateLimitedRate || 0))}` : "–";
     } },
-    { label: "Last used", value: (k) => date((hk.get(k.id) || {}).lastUsedAt || k.lastUsedAt) },
+    { label: "Last used", value: (k) => {
+      const at = (hk.get(k.id) || {}).lastUsedAt || k.lastUsedAt;
+      return h("time", at ? { datetime: at, title: date(at) } : {}, ago(at));
+    } },
     { label: "Actions", value: act },
   ], keys))));
 }
@@ -155,7 +159,7 @@ export async function tokensPage(main) {
         { label: "Services", value: (t) => t.services.length ? t.services.join(", ") : "all" },
         { label: "Status", value: (t) => badge(t.status, t.status === "active" ? "ok" : "") },
         { label: "Created", value: (t) => date(t.createdAt) },
-        { label: "Last used", value: (t) => date(t.lastUsedAt) },
+        { label: "Last used", value: (t) => h("time", t.lastUsedAt ? { datetime: t.lastUsedAt, title: date(t.lastUsedAt) } : {}, ago(t.lastUsedAt)) },
         { label: "Actions", value: (t) => t.status === "active" ? h("button", { type: "button", class: "btn small danger",
           "aria-label": `Revoke ${t.name}`, onclick: () => dialog(`Revoke ${t.name}?`, () => h("p", {}, "Apps using it get 401 from now on."), async () => {
             await api("DELETE", `/tokens/${t.id}`);

@@ -98,6 +98,17 @@ export function date(s) {
   const d = new Date(s);
   return d.toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" });
 }
+// ago is a past time as a short phrase ("5 min ago"), for columns that
+// must stay narrow; older than a month it is the date.
+export function ago(s, now = Date.now()) {
+  if (!s) return "never";
+  const secs = Math.max(0, (now - new Date(s).getTime()) / 1000);
+  if (secs < 60) return "just now";
+  if (secs < 3600) return `${Math.floor(secs / 60)} min ago`;
+  if (secs < 86400) return `${Math.floor(secs / 3600)} h ago`;
+  if (secs < 30 * 86400) { const d = Math.floor(secs / 86400); return d === 1 ? "yesterday" : `${d} days ago`; }
+  return day(s);
+}
 export function day(s) { return s ? new Date(s).toLocaleDateString("en-GB", { dateStyle: "medium" }) : ""; }
 
 // UI pieces every page uses.
