@@ -69,12 +69,22 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	ss, err := s.logIn(w, r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.toSessionJSON(ss))
+}
+
+// logIn decodes {email,password} and logs the user in: for POST
+// /auth/login and the dashboard's POST /auth/session alike.
+func (s *Server) logIn(w http.ResponseWriter, r *http.Request) (*auth.Session, error) {
 	var in struct {
 		Email    string `json:"email"`
 		Password string `json:"password"`
 	}
 	if err := decode(w, r, s.cfg.MaxBodyBytes, &in); err != nil {
-		return err
+		return nil, err
 	}
 	var v apiwallet.ValidationError
 	if in.Email == "" {
@@ -84,13 +94,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		v.Add("password", "is required")
 	}
 	if err := v.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	ss, err := s.Auth.Login(r.Context(), in.Email, in.Password, apiwallet.RequestInfoFrom(r.Context()).ClientIP)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, s.toSessionJSON(ss))
+	return s.Auth.Login(r.Context(), in.Email, in.Password, apiwallet.RequestInfoFrom(r.Context()).ClientIP)
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request, p *Principal) error {

@@ -26,24 +26,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	if err := auth.SameOrigin(r); err != nil {
 		return err
 	}
-	var in struct {
-		Email    string `json:"email"`
-		Password string `json:"password"`
-	}
-	if err := decode(w, r, s.cfg.MaxBodyBytes, &in); err != nil {
-		return err
-	}
-	var v apiwallet.ValidationError
-	if in.Email == "" {
-		v.Add("email", "is required")
-	}
-	if in.Password == "" {
-		v.Add("password", "is required")
-	}
-	if err := v.Err(); err != nil {
-		return err
-	}
-	ss, err := s.Auth.Login(r.Context(), in.Email, in.Password, apiwallet.RequestInfoFrom(r.Context()).ClientIP)
+	ss, err := s.logIn(w, r)
 	if err != nil {
 		return err
 	}
