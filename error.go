@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Error codes. Each maps to one HTTP status in internal/api.
+// Error codes. Each maps to one HTTP status (HTTPStatus).
 const (
 	EINVALID      = "invalid"      // bad input: 400 or 422
 	EUNAUTHORIZED = "unauthorized" // missing or bad credentials: 401
@@ -18,6 +18,21 @@ const (
 	EUNAVAILABLE  = "unavailable"  // a dependency is down: 503
 	EINTERNAL     = "internal"     // anything else: 500, message hidden
 )
+
+// httpStatus is the HTTP status each code answers with.
+var httpStatus = map[string]int{
+	EINVALID: 400, EUNAUTHORIZED: 401, EFORBIDDEN: 403, ENOTFOUND: 404, ECONFLICT: 409,
+	ETOOLARGE: 413, ERATELIMIT: 429, EUPSTREAM: 502, EUNAVAILABLE: 503, EINTERNAL: 500,
+}
+
+// HTTPStatus is the HTTP status an error code answers with; 500 for an
+// unknown one.
+func HTTPStatus(code string) int {
+	if s, ok := httpStatus[code]; ok {
+		return s
+	}
+	return 500
+}
 
 // ProblemBase prefixes every RFC 9457 problem type URI the wallet sends.
 const ProblemBase = "https://apiwallet.dev/problems/"

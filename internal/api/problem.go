@@ -56,19 +56,6 @@ func (p *Problem) MarshalJSON() ([]byte, error) {
 	return append(out, eb[1:]...), nil
 }
 
-var codeStatus = map[string]int{
-	apiwallet.EINVALID:      http.StatusBadRequest,
-	apiwallet.EUNAUTHORIZED: http.StatusUnauthorized,
-	apiwallet.EFORBIDDEN:    http.StatusForbidden,
-	apiwallet.ENOTFOUND:     http.StatusNotFound,
-	apiwallet.ECONFLICT:     http.StatusConflict,
-	apiwallet.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	apiwallet.ERATELIMIT:    http.StatusTooManyRequests,
-	apiwallet.EUPSTREAM:     http.StatusBadGateway,
-	apiwallet.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	apiwallet.EINTERNAL:     http.StatusInternalServerError,
-}
-
 var codeType = map[string]string{
 	apiwallet.EINVALID:      "validation",
 	apiwallet.EUNAUTHORIZED: "unauthorized",
@@ -84,10 +71,7 @@ var codeType = map[string]string{
 
 // ErrorStatus maps err to its HTTP status.
 func ErrorStatus(err error) int {
-	if s, ok := codeStatus[apiwallet.ErrorCode(err)]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
+	return apiwallet.HTTPStatus(apiwallet.ErrorCode(err))
 }
 
 // NewProblem builds the problem body for err. Internal errors keep their

@@ -94,12 +94,12 @@ func (p *Proxy) authenticate(ctx context.Context, raw, workspaceHeader string) (
 		m, err := p.auth.Workspace(ctx, u, workspaceHeader)
 		if err != nil {
 			if apiwallet.ErrorCode(err) == apiwallet.ENOTFOUND {
-				return nil, refusal(404, "workspace_not_found", "", "workspace not found")
+				return nil, refusal(apiwallet.ENOTFOUND, "workspace_not_found", "", "workspace not found")
 			}
 			return nil, err
 		}
 		if !m.Role.AtLeast(apiwallet.WorkspaceMember) {
-			return nil, refusal(403, "permission_denied", "",
+			return nil, refusal(apiwallet.EFORBIDDEN, "permission_denied", "",
 				"your role in this workspace (viewer) cannot call upstream APIs")
 		}
 		c = &caller{workspaceID: m.Workspace.ID, userID: u.ID}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/apikeywallet/apiwallet"
 	"io"
 	"net/http"
 	"sync"
@@ -42,10 +43,10 @@ func (p *Proxy) readBody(c *call) error {
 // spent by its first attempt.
 func (c *call) canRetry() bool { return c.streamed == nil }
 
-var errBodyRead = refusal(400, "body_read_failed", "", "could not read the request body")
+var errBodyRead = refusal(apiwallet.EINVALID, "body_read_failed", "", "could not read the request body")
 
 func (p *Proxy) tooLarge() error {
-	return refusal(413, "body_too_large", "body-too-large", fmt.Sprintf("the request body is larger than %d bytes", p.opts.MaxBodyBytes))
+	return refusal(apiwallet.ETOOLARGE, "body_too_large", "body-too-large", fmt.Sprintf("the request body is larger than %d bytes", p.opts.MaxBodyBytes))
 }
 
 // clientBody is a client's request body streamed to the upstream; it keeps

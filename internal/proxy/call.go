@@ -91,11 +91,11 @@ func (p *Proxy) newCall(w http.ResponseWriter, r *http.Request, svc catalog.Serv
 func (p *Proxy) ServeService(w http.ResponseWriter, r *http.Request, service, rest string) error {
 	svc, ok := p.catalog.Get(service)
 	if !ok {
-		return refusal(404, "unknown_service", "", fmt.Sprintf("no service %q in the catalog; GET /services lists them", service))
+		return refusal(apiwallet.ENOTFOUND, "unknown_service", "", fmt.Sprintf("no service %q in the catalog; GET /services lists them", service))
 	}
 	_, esc, ok := safePath(rest)
 	if !ok {
-		return refuse(&svc, refusal(400, "invalid_path", "",
+		return refuse(&svc, refusal(apiwallet.EINVALID, "invalid_path", "",
 			"the path must stay below the service's base URL: no dot segments, encoded slashes, backslashes or control characters"))
 	}
 	return p.serve(p.newCall(w, r, svc, esc))
@@ -112,7 +112,7 @@ func (p *Proxy) ServeRoot(w http.ResponseWriter, r *http.Request) error {
 		raw, _ := credential(r, nil)
 		if raw == "" {
 			// Without a credential this is not a proxy call: a plain 404.
-			return refusal(404, "not_found", "", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+			return refusal(apiwallet.ENOTFOUND, "not_found", "", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 		}
 		var err error
 		if c, err = p.authenticate(r.Context(), raw, r.Header.Get("X-Workspace-Id")); err != nil {
@@ -123,17 +123,17 @@ func (p *Proxy) ServeRoot(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if name == "" {
-		return refuse(rootErrors, refusal(400, "service_required", "service-required",
+		return refuse(rootErrors, refusal(apiwallet.EINVALID, "service_required", "service-required",
 			"name the upstream service: call /proxy/{service}/…, use a wallet access token scoped to one service, "+
 				"or send the request to <service>.<wallet host>"))
 	}
 	svc, ok := p.catalog.Get(name)
 	if !ok {
-		return refuse(rootErrors, refusal(404, "unknown_service", "", fmt.Sprintf("no service %q in the catalog", name)))
+		return refuse(rootErrors, refusal(apiwallet.ENOTFOUND, "unknown_service", "", fmt.Sprintf("no service %q in the catalog", name)))
 	}
 	_, esc, ok := safePath(r.URL.EscapedPath())
 	if !ok {
-		return refuse(&svc, refusal(400, "invalid_path", "", "the path must stay below the service's base URL"))
+		return refuse(&svc, refusal(apiwallet.EINVALID, "invalid_path", "", "the path must stay below the service's base URL"))
 	}
 	cl := p.newCall(w, r, svc, esc)
 	cl.caller = c
@@ -193,7 +193,7 @@ func (p *Proxy) authorize(c *call) error {
 		c.caller = cl
 	}
 	if t := c.caller.token; t != nil && !t.Allows(c.svc.Name) {
-		return refusal(403, "service_not_allowed", "", fmt.Sprintf("this wallet access token is not scoped to %s", c.svc.Name))
+		return refusal(apiwallet.EFORBIDDEN, "service_not_allowed", "", fmt.Sprintf("this wallet access token is not scoped to %s", c.svc.Name))
 	}
 	return nil
 }

@@ -91,14 +91,14 @@ func (p *Proxy) ServeCall(w http.ResponseWriter, r *http.Request, form *Call, es
 			if len(services) > 1 {
 				msg = "the workspace holds keys for several services: name one in \"service\" (" + strings.Join(services, ", ") + ")"
 			}
-			return withDetails(refusal(400, "service_required", "service-required", msg), 0,
+			return withDetails(refusal(apiwallet.EINVALID, "service_required", "service-required", msg), 0,
 				map[string]any{"candidates": services})
 		}
 		name = services[0]
 	}
 	svc, ok := p.catalog.Get(name)
 	if !ok {
-		return refusal(400, "unknown_service", "validation", fmt.Sprintf("no service %q in the catalog; GET /services lists them", name))
+		return refusal(apiwallet.EINVALID, "unknown_service", "validation", fmt.Sprintf("no service %q in the catalog; GET /services lists them", name))
 	}
 	h := http.Header{}
 	for k, v := range form.Headers {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/apikeywallet/apiwallet"
 	"net/http"
 	"strconv"
 	"time"
@@ -27,7 +28,7 @@ func (p *Proxy) limit(c *call) error {
 	if s := c.r.Header.Get("X-Wallet-Strategy"); s != "" {
 		st, ok := routing.ParseStrategy(s)
 		if !ok {
-			return refusal(400, "invalid_strategy", "", "X-Wallet-Strategy must be one of cost, priority, round-robin, least-used")
+			return refusal(apiwallet.EINVALID, "invalid_strategy", "", "X-Wallet-Strategy must be one of cost, priority, round-robin, least-used")
 		}
 		c.strategy = st
 	}
@@ -98,7 +99,7 @@ func (p *Proxy) rateLimit(ctx context.Context, h http.Header, c *caller, rate in
 			setRateHeaders(h, d)
 			secs := int((d.RetryAfter + time.Second - 1) / time.Second)
 			h.Set("X-Wallet-Limit", checks[i].name)
-			return withDetails(refusal(429, "rate_limit_exceeded", "rate-limited",
+			return withDetails(refusal(apiwallet.ERATELIMIT, "rate_limit_exceeded", "rate-limited",
 				fmt.Sprintf("%s limit of %d calls per minute reached; retry in %d s", checks[i].name, d.Limit, secs)), secs,
 				map[string]any{"limit": checks[i].name, "window": "1m", "max": d.Limit,
 					"remaining": d.Remaining, "resetSeconds": int(d.ResetAfter.Seconds())})
@@ -144,7 +145,7 @@ func (p *Proxy) reserve(ctx context.Context, h http.Header, c *caller) (quota.Re
 	}
 	secs := max(int(ex.ResetAt.Sub(now).Seconds()+0.999), 1)
 	h.Set("X-Wallet-Limit", "plan-quota")
-	return res, withDetails(refusal(429, "quota_exceeded", "quota-exceeded",
+	return res, withDetails(refusal(apiwallet.ERATELIMIT, "quota_exceeded", "quota-exceeded",
 		fmt.Sprintf("this workspace's plan includes %d calls a month and %d are used; the quota resets at %s. "+
 			"Upgrade the plan to keep calling: GET /billing/plan shows it, POST /billing/checkout changes it",
 			ex.Included, ex.Used, ex.ResetAt.Format(time.RFC3339))), secs,

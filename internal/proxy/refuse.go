@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"time"
 
 	"github.com/apikeywallet/apiwallet"
@@ -13,39 +12,19 @@ import (
 )
 
 // The proxy refuses a call by returning an *apiwallet.Error; internal/api
-// writes it, like every other problem response of the wallet. These are
-// the codes each refusal status maps to there.
-var statusCode = map[int]string{
-	http.StatusBadRequest:            apiwallet.EINVALID,
-	http.StatusUnauthorized:          apiwallet.EUNAUTHORIZED,
-	http.StatusForbidden:             apiwallet.EFORBIDDEN,
-	http.StatusNotFound:              apiwallet.ENOTFOUND,
-	http.StatusRequestEntityTooLarge: apiwallet.ETOOLARGE,
-	http.StatusTooManyRequests:       apiwallet.ERATELIMIT,
-	http.StatusBadGateway:            apiwallet.EUPSTREAM,
-	http.StatusServiceUnavailable:    apiwallet.EUNAVAILABLE,
-}
+// writes it, like every other problem response of the wallet.
 
-// codeStatus is statusCode the other way round.
-var codeStatus = func() map[string]int {
-	m := make(map[string]int, len(statusCode))
-	for s, c := range statusCode {
-		m[c] = s
-	}
-	return m
-}()
-
-// refusal returns a wallet refusal: status, the machine reason clients
-// branch on (also in the service's own error member), the problem type
-// (empty: the one status maps to) and the public message.
-func refusal(status int, reason, typ, msg string) *apiwallet.Error {
-	return &apiwallet.Error{Code: statusCode[status], Reason: reason, Type: typ, Message: msg}
+// refusal returns a wallet refusal: its error code, the machine reason
+// clients branch on (also in the service's own error member), the problem
+// type (empty: the one the code maps to) and the public message.
+func refusal(code, reason, typ, msg string) *apiwallet.Error {
+	return &apiwallet.Error{Code: code, Reason: reason, Type: typ, Message: msg}
 }
 
 var (
-	errNoCredential = refusal(401, "missing_api_key", "",
+	errNoCredential = refusal(apiwallet.EUNAUTHORIZED, "missing_api_key", "",
 		"no wallet credential: send a wallet access token (awk_…) or a login JWT as the API key")
-	errBadCredential = refusal(401, "invalid_api_key", "", "invalid, expired or revoked wallet credential")
+	errBadCredential = refusal(apiwallet.EUNAUTHORIZED, "invalid_api_key", "", "invalid, expired or revoked wallet credential")
 )
 
 // withDetails returns a copy of e with more problem members.
@@ -76,16 +55,12 @@ func refuse(svc *catalog.Service, err error) error {
 	case e.Code == apiwallet.EUNAUTHORIZED && e.Reason == "":
 		e = errBadCredential
 	case e.Reason == "" && e.Code == apiwallet.ENOTFOUND:
-		e = refusal(404, "not_found", "", e.Message)
+		e = refusal(apiwallet.ENOTFOUND, "not_found", "", e.Message)
 	}
 	if svc == nil {
 		return e
 	}
-	status, ok := codeStatus[e.Code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
-	m, ok := svc.ErrorMember(status, e.Reason, e.Message)
+	m, ok := svc.ErrorMember(apiwallet.HTTPStatus(e.Code), e.Reason, e.Message)
 	if !ok {
 		return e
 	}
@@ -111,9 +86,9 @@ func noKey(svc *catalog.Service, ks *routing.KeySet, tried []attempt, now time.T
 		out = append(out, triedJSON{KeyID: a.keyID, Status: a.status, Reason: a.reason})
 	}
 	skipped := ks.Explain(now, 20)
-	status, msg := http.StatusServiceUnavailable, fmt.Sprintf("no usable %s key in this workspace", svc.Name)
+	code, msg := apiwallet.EUNAVAILABLE, fmt.Sprintf("no usable %s key in this workspace", svc.Name)
 	if len(tried) > 0 {
-		status, msg = http.StatusBadGateway, fmt.Sprintf("every %s key tried failed", svc.Name)
+		code, msg = apiwallet.EUPSTREAM, fmt.Sprintf("every %s key tried failed", svc.Name)
 	} else if ks.Len() == 0 && len(skipped) == 0 {
 		msg = fmt.Sprintf("this workspace has no enabled %s key: add one with POST /keys", svc.Name)
 	}
@@ -126,6 +101,6 @@ func noKey(svc *catalog.Service, ks *routing.KeySet, tried []attempt, now time.T
 			}
 		}
 	}
-	return withDetails(refusal(status, "no_usable_key", "no-usable-key", msg), retry,
+	return withDetails(refusal(code, "no_usable_key", "no-usable-key", msg), retry,
 		map[string]any{"tried": out, "skipped": skipped})
 }
