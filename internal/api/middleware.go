@@ -101,7 +101,7 @@ func (w *statusWriter) sending() {
 			h[sh.name] = vv[len(vv)-1:]
 		}
 	}
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["X-Content-Type-Options"] = securityHeaders[0].values
 	if w.hsts != "" {
 		h.Set("Strict-Transport-Security", w.hsts)
 	} else {
@@ -114,14 +114,33 @@ func (w *statusWriter) sending() {
 // JSON, never to be sniffed as HTML, framed or embedded. The dashboard
 // sets its own Content-Security-Policy on its pages. nosniff is first: it
 // is the one no handler may lift.
-var securityHeaders = [...]struct{ name, value string }{
-	{"X-Content-Type-Options", "nosniff"},
-	{"Referrer-Policy", "no-referrer"},
-	{"X-Frame-Options", "DENY"},
-	{"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"},
-	{"Cross-Origin-Resource-Policy", "same-origin"},
-	{"Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()"},
-}
+//
+// Every answer shares the same value slices, so that setting them
+// allocates nothing: the names are canonical, and a handler that changes
+// one replaces its slice (Header.Set) or appends past its capacity (Add),
+// never writing into it.
+var securityHeaders = func() [6]struct {
+	name   string
+	values []string
+} {
+	kv := [...][2]string{
+		{"X-Content-Type-Options", "nosniff"},
+		{"Referrer-Policy", "no-referrer"},
+		{"X-Frame-Options", "DENY"},
+		{"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"},
+		{"Cross-Origin-Resource-Policy", "same-origin"},
+		{"Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()"},
+	}
+	var out [6]struct {
+		name   string
+		values []string
+	}
+	for i, p := range kv {
+		out[i].name, out[i].values = p[0], []string{p[1]}[:1:1]
+	}
+	return out
+}()
+
 
 // hstsValue is sent on secure answers in production: two years, the
 // subdomains (where <service>.<wallet host> calls go) included.
@@ -171,7 +190,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("X-Request-Id", rid)
 		for _, sh := range securityHeaders {
-			h.Set(sh.name, sh.value)
+			h[sh.name] = sh.values
 		}
 		peer, trusted := s.peer(r)
 		ri := apiwallet.RequestInfo{ClientIP: s.clientIP(r, peer, trusted), RequestID: rid}
