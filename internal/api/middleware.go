@@ -141,7 +141,6 @@ var securityHeaders = func() [6]struct {
 	return out
 }()
 
-
 // hstsValue is sent on secure answers in production: two years, the
 // subdomains (where <service>.<wallet host> calls go) included.
 const hstsValue = "max-age=63072000; includeSubDomains"
