@@ -1,11 +1,16 @@
 package api
 
 import (
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/apikeywallet/apiwallet"
 )
@@ -102,6 +107,12 @@ func NewProblem(r *http.Request, err error) *Problem {
 // written here.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := apiwallet.ErrorCode(err)
+	if code == apiwallet.EINTERNAL && dependencyDown(err) {
+		log.WarnContext(r.Context(), "dependency unavailable", "request_id", RequestID(r.Context()),
+			"route", r.Pattern, "err", err)
+		err = errUnavailable
+		code = apiwallet.EUNAVAILABLE
+	}
 	if code == apiwallet.EINTERNAL {
 		log.ErrorContext(r.Context(), "internal error", "request_id", RequestID(r.Context()),
 			"route", r.Pattern, "err", err)
@@ -114,6 +125,38 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		w.Header().Set("WWW-Authenticate", `Bearer realm="apiwallet"`)
 	}
 	WriteProblem(w, NewProblem(r, err))
+}
+
+// errUnavailable answers a call whose database or Redis is unreachable.
+var errUnavailable = &apiwallet.Error{Code: apiwallet.EUNAVAILABLE, RetryAfterSeconds: 1,
+	Message: "a service the wallet depends on is unavailable; retry shortly"}
+
+// dependencyDown reports whether err says a dependency (the database,
+// Redis) could not be reached or went away mid-call, rather than a fault of
+// the wallet's: such a call gets a 503 the client may retry, not a 500.
+// The drivers' errors carry no common code, so this reads what they have
+// in common: network errors, a dropped connection, PostgreSQL's
+// connection-exception, operator-intervention and insufficient-resources
+// classes, and SQLite's full, I/O and busy results.
+func dependencyDown(err error) bool {
+	var ne net.Error
+	var sqlState interface{ SQLState() string }
+	var sqliteCode interface{ Code() int }
+	switch {
+	case errors.As(err, &ne), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ENOSPC):
+		return true
+	case errors.As(err, &sqlState):
+		st := sqlState.SQLState()
+		return strings.HasPrefix(st, "08") || strings.HasPrefix(st, "57P") || strings.HasPrefix(st, "53")
+	case errors.As(err, &sqliteCode):
+		switch sqliteCode.Code() & 0xff {
+		case 5, 10, 13, 14: // SQLITE_BUSY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+			return true
+		}
+	}
+	return false
 }
 
 // WriteProblem writes p as application/problem+json.
