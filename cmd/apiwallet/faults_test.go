@@ -3,7 +3,10 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apikeywallet/apiwallet/internal/routing"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
 )
@@ -70,6 +74,9 @@ func outcomeOf(st int, h http.Header, err error) string {
 	o := fmt.Sprint(st)
 	if st >= 400 && !strings.HasPrefix(h.Get("Content-Type"), "application/problem+json") {
 		o += "-not-problem"
+	}
+	if st == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+		o += "-no-retry-after"
 	}
 	return o
 }
@@ -315,5 +322,133 @@ func TestSQLiteDiskFull(t *testing.T) {
 	// setup stored one openai key; every other is a 201 of this test.
 	if want := int64(keyed.get("during", "201") + keyed.get("after", "201") + 1); keys != want {
 		t.Fatalf("%d keys stored, %d acknowledged: a refused write changed something", keys, want)
+	}
+}
+
+// faultyUpstream is an OpenAI stand-in whose behaviour a test switches:
+// healthy, slow (no headers within the wallet's UPSTREAM_TIMEOUT), resetting
+// each connection, or answering bytes that are not HTTP. Behind a TCP proxy
+// it can also go down (connections refused).
+type faultyUpstream struct {
+	mode atomic.Value // "ok", "slow", "reset", "garbage"
+	hits atomic.Int64 // calls answered 200
+	srv  *httptest.Server
+	tcp  *testenv.Proxy
+}
+
+func newFaultyUpstream(t *testing.T) *faultyUpstream {
+	u := &faultyUpstream{}
+	u.mode.Store("ok")
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch u.mode.Load().(string) {
+		case "slow":
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+				return
+			}
+		case "reset", "garbage":
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			if u.mode.Load() == "garbage" {
+				_, _ = io.WriteString(conn, "SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02 not http at all\r\n\r\n")
+			} else if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // close with a RST
+			}
+			conn.Close()
+			return
+		}
+		u.hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"object":"list","data":[]}`)
+	}))
+	t.Cleanup(u.srv.Close)
+	u.tcp = testenv.StartProxy(t, u.srv.Listener.Addr().String())
+	return u
+}
+
+// The upstream down, slow, resetting connections and answering garbage:
+// each call gets a problem in bounded time, never a 500 or a hang: a 502
+// (504 for the timeout) for the calls that tried the key, then, with the key
+// cooling down after its failures, a 503 with Retry-After saying when it is
+// usable again. The wallet stays healthy, and calls succeed again once the
+// upstream is back and the cooldown (doubling per consecutive failure, at
+// most routing.MaxBackoff) is over.
+func TestUpstreamFaults(t *testing.T) {
+	up := newFaultyUpstream(t)
+	c := startCluster(t, 1, "MAX_REQUESTS_PER_MINUTE=1073741824", "DEFAULT_FREE_QUOTA=100000000",
+		"UPSTREAM_TIMEOUT=1s", "OPENAI_BASE_URL=http://"+up.tcp.Addr())
+	c.setup()
+	w := c.wallets[0]
+
+	for _, fault := range []string{"down", "slow", "reset", "garbage"} {
+		t.Run(fault, func(t *testing.T) {
+			var tally phaseTally
+			var slowest atomic.Int64
+			load := func(phase string, d time.Duration) {
+				var wg sync.WaitGroup
+				end := time.Now().Add(d)
+				for i := range 4 {
+					wg.Go(func() {
+						for time.Now().Before(end) {
+							start := time.Now()
+							st, h, _, err := c.do("GET", c.callURL(i), c.token, nil)
+							if took := int64(time.Since(start)); took > slowest.Load() {
+								slowest.Store(took)
+							}
+							tally.add(phase, outcomeOf(st, h, err))
+						}
+					})
+				}
+				wg.Wait()
+			}
+			if fault == "down" {
+				up.tcp.Stop()
+			} else {
+				up.mode.Store(fault)
+			}
+			load("during", 2*time.Second)
+			if fault == "down" {
+				up.tcp.Start()
+			} else {
+				up.mode.Store("ok")
+			}
+			// Recovery: the first call after the upstream is back.
+			back := time.Now()
+			var recovered time.Duration
+			for time.Since(back) < routing.MaxBackoff+5*time.Second {
+				if st, _, _, err := c.do("GET", c.callURL(0), c.token, nil); err == nil && st == 200 {
+					recovered = time.Since(back)
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			load("after", time.Second)
+			t.Logf("%s: %s slowest call %v; first success %v after the upstream was back",
+				fault, &tally, time.Duration(slowest.Load()).Round(time.Millisecond), recovered.Round(time.Millisecond))
+			if recovered == 0 {
+				t.Fatalf("no call succeeded within %v of the upstream's return; logs:\n%s", routing.MaxBackoff+5*time.Second, w.Logs())
+			}
+			tally.mu.Lock()
+			defer tally.mu.Unlock()
+			for o, n := range tally.counts["during"] {
+				if o != "502" && o != "503" && o != "504" {
+					t.Errorf("during: %d calls answered %s", n, o)
+				}
+			}
+			for o, n := range tally.counts["after"] {
+				if o != "200" {
+					t.Errorf("after: %d calls answered %s", n, o)
+				}
+			}
+			if d := time.Duration(slowest.Load()); d > 5*time.Second {
+				t.Errorf("a call took %v: the upstream timeout does not bound it", d)
+			}
+			if _, h, err := w.health(); err != nil || h.Status != "healthy" {
+				t.Errorf("health after the fault: %+v %v", h, err)
+			}
+		})
 	}
 }

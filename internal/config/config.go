@@ -62,7 +62,12 @@ type Config struct {
 	// WriteTimeout (WRITE_TIMEOUT, default 30s) bounds writing an answer
 	// from the end of the request's header; a streamed answer extends it
 	// as bytes flow, so only a stalled one is cut.
-	WriteTimeout    time.Duration
+	WriteTimeout time.Duration
+	// UpstreamTimeout (UPSTREAM_TIMEOUT, default 60s) bounds the wait for
+	// an upstream's response headers; the attempt then counts as failed
+	// and the call falls back to another key. A streamed body is bounded
+	// by the stream's idle time instead.
+	UpstreamTimeout time.Duration
 	ShutdownTimeout time.Duration
 	// PprofAddr, when set (PPROF_ADDR, e.g. 127.0.0.1:6060), serves
 	// net/http/pprof there for profiling; never on the public port.
@@ -161,6 +166,7 @@ func Load(environ []string) (*Config, error) {
 	}
 	c.ReadTimeout = durationVar(env, "READ_TIMEOUT", 60*time.Second, bad)
 	c.WriteTimeout = durationVar(env, "WRITE_TIMEOUT", 30*time.Second, bad)
+	c.UpstreamTimeout = durationVar(env, "UPSTREAM_TIMEOUT", 60*time.Second, bad)
 	c.JWTExpiresIn = durationVar(env, "JWT_EXPIRES_IN", 24*time.Hour, bad)
 	c.ShutdownTimeout = durationVar(env, "SHUTDOWN_TIMEOUT", 30*time.Second, bad)
 	c.JWTIssuer = firstNonEmpty(env["JWT_ISSUER"], c.GatewayURL, "apiwallet")

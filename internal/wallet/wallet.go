@@ -115,7 +115,8 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 		Counter: db, Recorder: w.Recorder, Audit: db, Limiter: d.Limiter, Log: log, Epoch: epoch,
 		Quota: d.Quota, Plans: quota.NewCachedPlans(w.Billing, time.Minute, epoch), Alerts: w.Alerts, Policies: w.Billing,
 		Transport: d.Transport},
-		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute, WriteTimeout: cfg.WriteTimeout})
+		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute, WriteTimeout: cfg.WriteTimeout,
+			UpstreamTimeout: cfg.UpstreamTimeout})
 	w.Handler = api.NewServer(api.Deps{Config: cfg, Log: log, Auth: w.Auth, DB: db, Redis: d.Redis, Keys: keys,
 		Teams: &team.Service{Store: db},
 		Accounts: &account.Service{Users: db, Workspaces: db, Teams: db, Accounts: db, Audit: db, Limiter: d.Limiter,
