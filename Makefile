@@ -3,7 +3,7 @@
 # and APIWALLET_TEST_REDIS_URL (bash .ci/run starts both and sets them).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test run build check
+.PHONY: test run build check conns soak
 
 test: check
 	go test -count=1 -race ./...
@@ -19,3 +19,14 @@ run:
 
 build:
 	go build -o bin/apiwallet ./cmd/apiwallet
+
+# Reliability runs (minutes; not part of make test): see docs/RELIABILITY.md.
+CONNS ?= 10000
+SOAK_DURATION ?= 10m
+SOAK_RATE ?= 300
+
+conns:
+	go run ./bench/cmd/stress -mode conns -conns $(CONNS) -duration 30s
+
+soak:
+	go run ./bench/cmd/stress -mode soak -duration $(SOAK_DURATION) -rate $(SOAK_RATE)
