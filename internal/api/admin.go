@@ -66,6 +66,11 @@ func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request, p *Princip
 }
 
 func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	// Refused before the body is read: a non-admin learns nothing of
+	// what the route accepts.
+	if err := requireAdmin(p); err != nil {
+		return err
+	}
 	var in struct {
 		Role     *apiwallet.Role `json:"role"`
 		Disabled *bool           `json:"disabled"`
@@ -83,6 +88,11 @@ func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request, p *Prin
 }
 
 func (s *Server) adminUpdateWorkspace(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	// Refused before the body is read: a non-admin learns nothing of
+	// what the route accepts.
+	if err := requireAdmin(p); err != nil {
+		return err
+	}
 	var in struct {
 		Plan string `json:"plan"`
 	}

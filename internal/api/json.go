@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,9 +23,19 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, dst any) error 
 			return apiwallet.Errorf(apiwallet.EINVALID, "Content-Type must be application/json")
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return bodyTooLarge(limit)
+	} else if err != nil {
+		return apiwallet.Errorf(apiwallet.EINVALID, "the request body could not be read")
+	}
+	if hasNULEscape(body) {
+		return errNUL
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	err = dec.Decode(dst)
 	if err == nil {
 		// Anything after the object but white space is an error too.
 		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
@@ -38,13 +49,10 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, dst any) error 
 		return nil
 	}
 	var (
-		maxErr    *http.MaxBytesError
 		syntaxErr *json.SyntaxError
 		typeErr   *json.UnmarshalTypeError
 	)
 	switch {
-	case errors.As(err, &maxErr):
-		return bodyTooLarge(limit)
 	case errors.Is(err, io.EOF):
 		return apiwallet.Errorf(apiwallet.EINVALID, "the request body is empty; send a JSON object")
 	case errors.As(err, &syntaxErr):
@@ -64,6 +72,32 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, dst any) error 
 			Fields: []apiwallet.FieldError{{Field: field, Detail: "is not a known field"}}}
 	default:
 		return apiwallet.Errorf(apiwallet.EINVALID, "malformed JSON: the body must be one JSON object")
+	}
+}
+
+// errNUL refuses text holding a NUL character: no text the wallet stores
+// or matches may hold one (PostgreSQL's text cannot), so it is bad input,
+// refused the same way on every backend.
+var errNUL = apiwallet.Errorf(apiwallet.EINVALID, "text must not contain NUL characters")
+
+// hasNULEscape reports whether a JSON text holds a string escape \u0000 (a
+// literal NUL is a JSON syntax error already). A backslash starts an escape
+// only when an even number of backslashes precede it.
+func hasNULEscape(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		n := 0
+		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return true
+		}
+		i = j + 1
 	}
 }
 

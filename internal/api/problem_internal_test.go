@@ -38,3 +38,18 @@ func TestDependencyDown(t *testing.T) {
 		}
 	}
 }
+
+func TestHasNULEscape(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"a":"x\u0000y"}`:     true,
+		`{"a":"\\\u0000"}`:     true,  // an escaped backslash, then the escape
+		`{"a":"\\u0000"}`:      false, // the text \u0000, not a NUL
+		`{"a":"\\\\u0000"}`:    false,
+		`{"a":"\u00001"}`:      true,
+		`{"a":"u0000 \u0001"}`: false,
+	} {
+		if got := hasNULEscape([]byte(in)); got != want {
+			t.Errorf("%s: %v, want %v", in, got, want)
+		}
+	}
+}

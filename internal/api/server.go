@@ -220,7 +220,7 @@ const (
 // own the URL path, such as stripe-go) and is resolved once, there.
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	if s.Proxy == nil {
-		s.mux.ServeHTTP(w, r)
+		s.serveWallet(w, r)
 		return
 	}
 	var err error
@@ -235,12 +235,23 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		r.Pattern = rootRoute
 		err = s.Proxy.ServeRoot(w, r)
 	} else {
-		s.mux.ServeHTTP(w, r)
+		s.serveWallet(w, r)
 		return
 	}
 	if err != nil {
 		writeError(w, r, s.log, err)
 	}
+}
+
+// serveWallet serves the wallet's own routes. A NUL character in the path
+// or the query is refused here, once for every route: no text the wallet
+// stores or matches may hold one (PostgreSQL's text cannot).
+func (s *Server) serveWallet(w http.ResponseWriter, r *http.Request) {
+	if strings.Contains(r.URL.Path, "\x00") || strings.Contains(r.URL.RawQuery, "%00") {
+		writeError(w, r, s.log, errNUL)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // ServeHTTP implements http.Handler.
