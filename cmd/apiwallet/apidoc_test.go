@@ -368,3 +368,66 @@ func jsonPaths(v any, prefix string, out map[string]bool) map[string]bool {
 	}
 	return out
 }
+
+// routeRE finds the route patterns internal/api registers.
+var routeRE = regexp.MustCompile(`\bs\.(?:handle|mux\.Handle)\("((?:GET|POST|PUT|PATCH|DELETE) /[^"]*)"`)
+
+// docRouteRE finds the endpoint headings of docs/API.md.
+var docRouteRE = regexp.MustCompile(`(?m)^### ((?:GET|POST|PUT|PATCH|DELETE|ANY) /\S*)`)
+
+// Every route the wallet registers has its section in docs/API.md, every
+// section names a real route (or one of the proxy's forms), and each
+// section shows at least one example that the test above runs.
+func TestAPIDocCoversEveryRoute(t *testing.T) {
+	src, err := os.ReadFile("../../internal/api/server.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := map[string]bool{}
+	for _, m := range routeRE.FindAllStringSubmatch(string(src), -1) {
+		// The dashboard's pages and assets are no API.
+		if m[1] != "GET /app/" && m[1] != "GET /static/" {
+			routes[m[1]] = true
+		}
+	}
+	if len(routes) < 60 {
+		t.Fatalf("found only %d routes in internal/api/server.go; has the route table moved?", len(routes))
+	}
+	// The proxy's forms are served before the mux (dispatch), not by a route.
+	proxyForms := map[string]bool{"ANY /proxy/{service}/{path...}": true, "ANY /{path...}": true}
+	doc := apiDoc(t)
+	sections := docRouteRE.FindAllStringSubmatchIndex(doc, -1)
+	documented := map[string]bool{}
+	for i, m := range sections {
+		pattern := doc[m[2]:m[3]]
+		if documented[pattern] {
+			t.Errorf("docs/API.md documents %s twice", pattern)
+		}
+		documented[pattern] = true
+		if !routes[pattern] && !proxyForms[pattern] {
+			t.Errorf("docs/API.md documents %s, which the wallet does not serve", pattern)
+		}
+		end := len(doc)
+		if i+1 < len(sections) {
+			end = sections[i+1][0]
+		}
+		body := doc[m[1]:end]
+		if j := strings.Index(body, "\n## "); j >= 0 {
+			body = body[:j]
+		}
+		if !strings.Contains(body, "```sh\n") {
+			t.Errorf("docs/API.md: %s has no runnable example", pattern)
+		}
+	}
+	for r := range routes {
+		if !documented[r] {
+			t.Errorf("the route %s is not documented in docs/API.md", r)
+		}
+	}
+	for p := range proxyForms {
+		if !documented[p] {
+			t.Errorf("the proxy form %s is not documented in docs/API.md", p)
+		}
+	}
+	t.Logf("%d routes and %d proxy forms documented", len(routes), len(proxyForms))
+}
