@@ -154,6 +154,22 @@ func newDocsStub(t *testing.T) *docsStub {
 			fmt.Fprintf(w, `{"id":"ch_3Qdocs","object":"charge","amount":%s,"currency":"usd","status":"succeeded"}`, amount)
 		case r.URL.Path == "/v1/chat/completions":
 			s.hits.Add(1)
+			if r.Header.Get("Authorization") == "Bearer sk-proj-revoked000000000000000000" {
+				// A key its owner revoked at OpenAI.
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprint(w, `{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","code":"invalid_api_key"}}`)
+				return
+			}
+			if bytes.Contains(body, []byte(`"stream":true`)) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				for _, part := range []string{"Hel", "lo!"} {
+					fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-docs\",\"object\":\"chat.completion.chunk\","+
+						"\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", part)
+					w.(http.Flusher).Flush()
+				}
+				fmt.Fprint(w, "data: [DONE]\n\n")
+				return
+			}
 			fmt.Fprint(w, `{"id":"chatcmpl-docs","object":"chat.completion","model":"gpt-4o-mini",`+
 				`"choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}]}`)
 		case r.URL.Path == "/v1/forecast":
