@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -144,7 +145,7 @@ func newDocsStub(t *testing.T) *docsStub {
 		case strings.HasPrefix(r.URL.Path, "/v1/charges"):
 			s.hits.Add(1)
 			if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer sk_test_4eC39HqLyjWDarjtT1zdp7dc") &&
-				r.Header.Get("Authorization") != "Bearer sk_test_51RotatedKeyForDocs00000000" {
+				r.Header.Get("Authorization") != "Bearer sk_test_51QrotatedDocsKey9mRtY7vWq" {
 				s.wrongKey.Add(1)
 			}
 			amount := "2000"
@@ -154,7 +155,7 @@ func newDocsStub(t *testing.T) *docsStub {
 			fmt.Fprintf(w, `{"id":"ch_3Qdocs","object":"charge","amount":%s,"currency":"usd","status":"succeeded"}`, amount)
 		case r.URL.Path == "/v1/chat/completions":
 			s.hits.Add(1)
-			if r.Header.Get("Authorization") == "Bearer sk-proj-revoked000000000000000000" {
+			if r.Header.Get("Authorization") == "Bearer sk-proj-revokedDocsKey7Qw2Xe9Rt0ld" {
 				// A key its owner revoked at OpenAI.
 				w.WriteHeader(http.StatusUnauthorized)
 				fmt.Fprint(w, `{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","code":"invalid_api_key"}}`)
@@ -245,7 +246,10 @@ func runAPIDoc(t *testing.T, blocks []docBlock, env []string) {
 	// The example upstream an admin adds to the catalog is the stand-in.
 	text = strings.ReplaceAll(text, "https://weather.example.com", stub.URL)
 
-	cmd := exec.Command("bash", "-c", text)
+	// A wait in the examples that never ends must not hang the suite.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", text)
 	cmd.Dir = dir // where `apiwallet user create` finds the wallet's database
 	cmd.Env = cleanEnv(env...)
 	cmd.Env = append(cmd.Env, "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
@@ -285,7 +289,9 @@ func runAPIDoc(t *testing.T, blocks []docBlock, env []string) {
 	if stub.hits.Load() == 0 || stub.wrongKey.Load() != 0 {
 		t.Errorf("the upstream saw %d calls, %d without the stored key", stub.hits.Load(), stub.wrongKey.Load())
 	}
-	for _, secret := range []string{"sk_test_4eC39HqLyjWDarjtT1zdp7dc", "sk_test_51RotatedKeyForDocs00000000"} {
+	for _, secret := range []string{"sk_test_4eC39HqLyjWDarjtT1zdp7dc", "sk_test_51QrotatedDocsKey9mRtY7vWq",
+		"sk_test_51SpareDocsKey4hJ2cN8pLx", "sk-proj-revokedDocsKey7Qw2Xe9Rt0ld", "sk-proj-currentDocsKey3Lm8Vb5Nk6ew",
+		"wx_docs_5f2c9a7e1b3d"} {
 		if strings.Contains(stdout.String(), secret) {
 			t.Errorf("an answer carried the stored secret %s", secret)
 		}
