@@ -155,6 +155,10 @@ func newDocsStub(t *testing.T) *docsStub {
 			fmt.Fprintf(w, `{"id":"ch_3Qdocs","object":"charge","amount":%s,"currency":"usd","status":"succeeded"}`, amount)
 		case r.URL.Path == "/v1/chat/completions":
 			s.hits.Add(1)
+			if a := r.Header.Get("Authorization"); a != "Bearer sk-proj-revokedDocsKey7Qw2Xe9Rt0ld" &&
+				a != "Bearer sk-proj-currentDocsKey3Lm8Vb5Nk6ew" {
+				s.wrongKey.Add(1)
+			}
 			if r.Header.Get("Authorization") == "Bearer sk-proj-revokedDocsKey7Qw2Xe9Rt0ld" {
 				// A key its owner revoked at OpenAI.
 				w.WriteHeader(http.StatusUnauthorized)
@@ -175,6 +179,10 @@ func newDocsStub(t *testing.T) *docsStub {
 				`"choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}]}`)
 		case r.URL.Path == "/v1/forecast":
 			s.hits.Add(1)
+			// The admin-added service takes its key as ?appid=.
+			if q := r.URL.Query(); q.Get("appid") != "wx_docs_5f2c9a7e1b3d" || q.Get("city") != "Paris" {
+				s.wrongKey.Add(1)
+			}
 			fmt.Fprint(w, `{"city":"Paris","tempC":18}`)
 		default:
 			w.WriteHeader(http.StatusNotFound)
