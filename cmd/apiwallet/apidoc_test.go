@@ -493,3 +493,20 @@ func TestAPIDocCoversEveryRoute(t *testing.T) {
 	}
 	t.Logf("%d routes and %d proxy forms documented", len(routes), len(proxyForms))
 }
+
+// docs/API.md shows no call it does not run: its code blocks are sh (run),
+// json (an answer, checked) or text (output), and no text block holds a
+// curl command.
+func TestAPIDocShowsOnlyExamplesItRuns(t *testing.T) {
+	doc := apiDoc(t)
+	for _, m := range fenceRE.FindAllStringSubmatchIndex(doc, -1) {
+		lang, body := doc[m[2]:m[3]], doc[m[4]:m[5]]
+		line := strings.Count(doc[:m[0]], "\n") + 1
+		switch {
+		case lang != "sh" && lang != "json" && lang != "text":
+			t.Errorf("docs/API.md:%d: a %q block; use sh for what runs, json or text for what it prints", line, lang)
+		case lang == "text" && curlRE.MatchString(body):
+			t.Errorf("docs/API.md:%d: a curl command in a text block is shown but never run", line)
+		}
+	}
+}
