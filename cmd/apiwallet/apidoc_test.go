@@ -29,6 +29,11 @@ type docBlock struct {
 	// ```sh block: the answer the document shows for its last call.
 	answer     string
 	answerLine int
+	// end is where the block ends in the document; shown, when not
+	// empty, is where the ```json or ```text block right after it (its
+	// output) starts and ends.
+	end   int
+	shown [2]int
 }
 
 var fenceRE = regexp.MustCompile("(?ms)^```([a-z]*)\n(.*?)^```[ \t]*$")
@@ -43,11 +48,14 @@ func docBlocks(doc string) []docBlock {
 		if doc[m[2]:m[3]] != "sh" {
 			continue
 		}
-		b := docBlock{lang: "sh", text: doc[m[4]:m[5]], line: strings.Count(doc[:m[0]], "\n") + 1}
+		b := docBlock{lang: "sh", text: doc[m[4]:m[5]], line: strings.Count(doc[:m[0]], "\n") + 1, end: m[1]}
 		if i+1 < len(ms) {
 			next := ms[i+1]
-			if strings.TrimSpace(doc[m[1]:next[0]]) == "" && doc[next[2]:next[3]] == "json" {
-				b.answer, b.answerLine = doc[next[4]:next[5]], strings.Count(doc[:next[0]], "\n")+1
+			if lang := doc[next[2]:next[3]]; strings.TrimSpace(doc[m[1]:next[0]]) == "" && (lang == "json" || lang == "text") {
+				b.shown = [2]int{next[0], next[1]}
+				if lang == "json" {
+					b.answer, b.answerLine = doc[next[4]:next[5]], strings.Count(doc[:next[0]], "\n")+1
+				}
 			}
 		}
 		out = append(out, b)
@@ -220,15 +228,18 @@ func TestAPIDocExamples(t *testing.T) {
 	if len(blocks) < 50 {
 		t.Fatalf("docs/API.md has %d runnable examples; expected far more", len(blocks))
 	}
-	t.Run("sqlite", func(t *testing.T) { runAPIDoc(t, blocks, nil) })
+	// -update-apidoc rewrites the answers API.md shows from the SQLite run.
+	t.Run("sqlite", func(t *testing.T) { runAPIDoc(t, blocks, nil, *updateAPIDoc) })
 	t.Run("postgres", func(t *testing.T) {
-		runAPIDoc(t, blocks, []string{"DATABASE_URL=" + testenv.PostgresURL(t)})
+		runAPIDoc(t, blocks, []string{"DATABASE_URL=" + testenv.PostgresURL(t)}, false)
 	})
 }
 
 const docsWebhookSecret = "whsec_docs_0123456789abcdef"
 
-func runAPIDoc(t *testing.T, blocks []docBlock, env []string) {
+// runAPIDoc runs the examples on a wallet started with env; with update,
+// it writes the real answers into docs/API.md.
+func runAPIDoc(t *testing.T, blocks []docBlock, env []string, update bool) {
 	stub := newDocsStub(t)
 	dir := t.TempDir()
 	env = append(env, "ENABLE_METRICS=true",
@@ -272,6 +283,9 @@ func runAPIDoc(t *testing.T, blocks []docBlock, env []string) {
 		for i, o := range outs {
 			_ = os.WriteFile(filepath.Join(dumpDir, fmt.Sprintf("%03d-line%d.txt", i, blocks[i].line)), []byte(o), 0o644)
 		}
+	}
+	if update && err == nil {
+		updateAnswers(t, blocks, outs, map[string]string{w.url: "http://localhost:6789", stub.URL: "https://weather.example.com"})
 	}
 	if err != nil {
 		last := len(outs) - 1
