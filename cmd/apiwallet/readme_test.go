@@ -31,10 +31,9 @@ func shBlocks(t *testing.T, doc, from, to string) []string {
 	if i < 0 || j < i {
 		t.Fatalf("README has no section %q before %q", from, to)
 	}
-	re := regexp.MustCompile("(?s)```sh\n(.*?)```")
 	var out []string
-	for _, m := range re.FindAllStringSubmatch(doc[i:j], -1) {
-		out = append(out, m[1])
+	for _, b := range docBlocks(doc[i:j]) {
+		out = append(out, b.text)
 	}
 	return out
 }
