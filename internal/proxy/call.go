@@ -174,8 +174,7 @@ func (p *Proxy) serve(c *call) error {
 	if err := p.forward(c); err != nil {
 		return refuse(&c.svc, err)
 	}
-	p.deliver(c)
-	return nil
+	return p.deliver(c)
 }
 
 // authorize resolves the caller (unless the root already did) and checks

@@ -18,7 +18,7 @@ const maxMaskedBody = 256 << 10
 // body and trailers unchanged but for hop-by-hop headers, Set-Cookie and
 // any echo of the key, streaming as it arrives. A protocol switch (101)
 // hands the connection over to a tunnel.
-func (p *Proxy) deliver(c *call) {
+func (p *Proxy) deliver(c *call) error {
 	res := c.res
 	defer res.Body.Close()
 	w := c.w
@@ -41,8 +41,7 @@ func (p *Proxy) deliver(c *call) {
 		p.countUse(c)
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
-		p.tunnel(c)
-		return
+		return p.tunnel(c)
 	}
 
 	out := newDeadlineWriter(w, p.opts.WriteTimeout)
@@ -69,7 +68,7 @@ func (p *Proxy) deliver(c *call) {
 				n, _ := out.Write(b)
 				c.bytesOut = int64(n)
 				p.record(c)
-				return
+				return nil
 			}
 		}
 		// Too large to mask whole (or broken off): what was read goes
@@ -149,6 +148,7 @@ func (p *Proxy) deliver(c *call) {
 		// without finishing the body.
 		panic(http.ErrAbortHandler)
 	}
+	return nil
 }
 
 // maskHeaders replaces the secret wherever a header value echoes it. The

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/apikeywallet/apiwallet"
 )
 
 // upgradeType is the protocol a client asks to switch to (Connection:
@@ -30,7 +32,9 @@ func upgradeType(h http.Header) string {
 // to OpenAI's Realtime API, say): the client's connection is taken over
 // and bytes are copied both ways until either side closes. The frames
 // are the protocol's own, and are not inspected.
-func (p *Proxy) tunnel(c *call) {
+// A switch it cannot relay is an error for the caller to answer with, as
+// every refusal is.
+func (p *Proxy) tunnel(c *call) error {
 	res := c.res
 	up, ok := res.Body.(cancelBody).ReadCloser.(io.ReadWriteCloser)
 	if !ok || upgradeType(res.Header) == "" || !strings.EqualFold(upgradeType(res.Header), upgradeType(c.header)) {
@@ -38,8 +42,8 @@ func (p *Proxy) tunnel(c *call) {
 		// (as net/http's ReverseProxy does).
 		c.status, c.failed = http.StatusBadGateway, true
 		p.record(c)
-		http.Error(c.w, "the upstream switched to a protocol the client did not ask for", http.StatusBadGateway)
-		return
+		_ = res.Body.Close()
+		return refusal(apiwallet.EUPSTREAM, "unexpected_upgrade", "", "the upstream switched to a protocol the client did not ask for")
 	}
 	rc := http.NewResponseController(c.w)
 	conn, brw, err := rc.Hijack()
@@ -48,8 +52,8 @@ func (p *Proxy) tunnel(c *call) {
 		// connection to upgrade.
 		c.status, c.failed = http.StatusBadGateway, true
 		p.record(c)
-		http.Error(c.w, "protocol upgrades need HTTP/1.1 between the client and the wallet", http.StatusBadGateway)
-		return
+		_ = res.Body.Close()
+		return refusal(apiwallet.EUPSTREAM, "upgrade_needs_http1", "", "protocol upgrades need HTTP/1.1 between the client and the wallet")
 	}
 	defer conn.Close()
 	// The server's deadlines were for the request; the tunnel lives as
@@ -63,12 +67,12 @@ func (p *Proxy) tunnel(c *call) {
 	if err := res.Write(brw); err != nil {
 		c.failed = true
 		p.record(c)
-		return
+		return nil
 	}
 	if err := brw.Flush(); err != nil {
 		c.failed = true
 		p.record(c)
-		return
+		return nil
 	}
 	// Either side closing ends both directions.
 	var once sync.Once
@@ -94,4 +98,5 @@ func (p *Proxy) tunnel(c *call) {
 	wg.Wait()
 	c.bytesOut = out
 	p.record(c)
+	return nil
 }

@@ -141,6 +141,30 @@ var framingCases = []framingCase{
 	{name: "Expect unknown", raw: "POST /echo" + h11 + "Expect: something-else\r\nContent-Length: 5\r\n\r\nhello", want: []int{417}, after: "closed"},
 	{name: "only the first Expect counts", raw: "POST /echo" + h11 + "Expect: foo\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx", want: []int{417}, after: "closed"},
 
+	// Obfuscated Transfer-Encoding: a value another parser might take for
+	// chunked and this one not (or the reverse) is refused; spellings
+	// every parser reads as chunked are read as chunked.
+	{name: "TE xchunked", raw: "POST /echo" + h11 + "Transfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", want: []int{501}, after: "closed"},
+	{name: "TE chunked with a parameter", raw: "POST /echo" + h11 + "Transfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n", want: []int{501}, after: "closed"},
+	{name: "TE obfuscated beside CL", raw: "POST /echo" + h11 + "Content-Length: 4\r\nTransfer-Encoding: chunk\r\n\r\n0\r\n\r\n", want: []int{501}, after: "closed"},
+	{name: "TE in capitals", raw: "POST /echo" + h11 + "Transfer-Encoding: CHUNKED\r\n\r\n5\r\nhello\r\n0\r\n\r\n", want: []int{200}, body: "hello", after: "open"},
+	{name: "TE with surrounding white space", raw: "POST /echo" + h11 + "Transfer-Encoding: \tchunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n", want: []int{200}, body: "hello", after: "open"},
+	{name: "TE split over two lines with CL", raw: "POST /echo" + h11 + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n", want: []int{501}, after: "closed"},
+
+	// Bare CR: never a line end, never inside a value.
+	{name: "bare CR in a header value", raw: "GET /" + h11 + "X-A: a\rX-Injected: 1\r\n\r\n", want: []int{400}, after: "closed"},
+	{name: "bare CR line ends", raw: "GET / HTTP/1.1\rHost: wallet.example\r\n\r\n", want: []int{400}, after: "closed"},
+
+	// Chunk extensions and sizes.
+	{name: "chunk extension", raw: "POST /echo" + h11 + "Transfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n0\r\n\r\n", want: []int{200}, body: "hello", after: "open"},
+	{name: "LF in a chunk extension", raw: "POST /echo" + h11 + "Transfer-Encoding: chunked\r\n\r\n5;a=b\nGET /smuggled HTTP/1.1\r\nhello\r\n0\r\n\r\n", want: []int{400}, after: "closed"},
+	{name: "oversized chunk size", raw: "POST /echo" + h11 + "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\nhello\r\n0\r\n\r\n", want: []int{400}, after: "closed"},
+	{name: "chunk size with a sign", raw: "POST /echo" + h11 + "Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n", want: []int{400}, after: "closed"},
+
+	// An h2c upgrade request is answered as the HTTP/1.1 request it also
+	// is; the connection is not switched.
+	{name: "h2c upgrade without H2C", raw: "GET /" + h11 + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", want: []int{200}, after: "open"},
+
 	// An HTTP/2 client that assumes h2c where it is off gets an HTTP/1.1
 	// refusal, not a hang.
 	{name: "HTTP/2 preface without h2c", raw: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", methods: []string{"PRI"}, want: []int{505}, after: "closed"},
