@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -634,10 +635,27 @@ func examplesDoc(t *testing.T) string {
 // (relative to docs/examples) and the fenced block right after it.
 var included = regexp.MustCompile("(?s)<!-- file: ([^ ]+) -->\n```[a-z]*\n(.*?)```\n")
 
+// update rewrites EXAMPLES.md's file blocks from the files:
+// go test ./docs/examples -run Verbatim -update.
+var update = flag.Bool("update", false, "copy the example files into docs/EXAMPLES.md")
+
 // Every program in docs/examples is shown in EXAMPLES.md exactly as it is
 // on disk, and everything EXAMPLES.md shows as a file is one.
 func TestExamplesAreVerbatim(t *testing.T) {
 	doc := examplesDoc(t)
+	if *update {
+		doc = included.ReplaceAllStringFunc(doc, func(block string) string {
+			m := included.FindStringSubmatch(block)
+			b, err := os.ReadFile(filepath.FromSlash(m[1]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Replace(block, m[2], string(b), 1)
+		})
+		if err := os.WriteFile("../EXAMPLES.md", []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	shown := map[string]bool{}
 	for _, m := range included.FindAllStringSubmatch(doc, -1) {
 		name, block := m[1], m[2]
@@ -648,7 +666,7 @@ func TestExamplesAreVerbatim(t *testing.T) {
 			continue
 		}
 		if string(b) != block {
-			t.Errorf("EXAMPLES.md shows %s differently from the file: copy the file into the block", name)
+			t.Errorf("EXAMPLES.md shows %s differently from the file: run go test ./docs/examples -run Verbatim -update", name)
 		}
 	}
 	var files []string
