@@ -186,9 +186,25 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{t: t, client: &http.Client{Timeout: 20 * time.Second}, tokens: map[string]string{}}
-	f.openai = newUpstream(t, bearer, map[string]bool{openaiKey: true}, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+	f.openai = newUpstream(t, bearer, map[string]bool{openaiKey: true}, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		if r.URL.Path != "/v1/chat/completions" {
 			http.NotFound(w, r)
+			return
+		}
+		if bytes.Contains(body, []byte(`"stream":true`)) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i, part := range []string{"Hello", " from", " the stream", ""} {
+				finish := "null"
+				if part == "" {
+					finish = `"stop"`
+				}
+				fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-stream\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"+
+					"\"model\":\"gpt-5.4-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":%s}]}\n\n", part, finish)
+				if i < 3 {
+					w.(http.Flusher).Flush()
+				}
+			}
+			_, _ = io.WriteString(w, "data: [DONE]\n\n")
 			return
 		}
 		writeJSON(w, `{"id":"chatcmpl-examples","object":"chat.completion","created":1700000000,"model":"gpt-5.4-mini",`+
@@ -358,16 +374,18 @@ func (f *fixture) sdkExamples() []struct {
 	want        []string
 	up          *upstream
 	key         string
+	calls       int
 } {
 	return []struct {
 		name, token string
 		want        []string
 		up          *upstream
 		key         string
+		calls       int
 	}{
-		{"openai", f.tokens["openai"], []string{"Hello from the OpenAI stub", "1 attempt(s), strategy cost"}, f.openai, openaiKey},
-		{"anthropic", f.tokens["anthropic"], []string{"Hello from the Anthropic stub", "12 input and 5 output tokens"}, f.anthropic, anthropicKey},
-		{"stripe", f.tokens["stripe"], []string{"customer cus_examples123 jenny.rosen@example.com"}, f.stripe, stripeKey},
+		{"openai", f.tokens["openai"], []string{"Hello from the OpenAI stub", "1 attempt(s), strategy cost", "\nHello from the stream\n"}, f.openai, openaiKey, 2},
+		{"anthropic", f.tokens["anthropic"], []string{"Hello from the Anthropic stub", "12 input and 5 output tokens"}, f.anthropic, anthropicKey, 1},
+		{"stripe", f.tokens["stripe"], []string{"customer cus_examples123 jenny.rosen@example.com"}, f.stripe, stripeKey, 1},
 	}
 }
 
@@ -383,7 +401,7 @@ func TestGoExamples(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
 			}
-			ex.up.want(t, ex.name, 1, ex.key)
+			ex.up.want(t, ex.name, ex.calls, ex.key)
 		})
 	}
 }
@@ -415,7 +433,7 @@ func TestNodeExamples(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
 			}
-			ex.up.want(t, ex.name, 1, ex.key)
+			ex.up.want(t, ex.name, ex.calls, ex.key)
 		})
 	}
 }
