@@ -86,6 +86,9 @@ func noKey(svc *catalog.Service, ks *routing.KeySet, tried []attempt, now time.T
 		out = append(out, triedJSON{KeyID: a.keyID, Status: a.status, Reason: a.reason})
 	}
 	skipped := ks.Explain(now, 20)
+	if skipped == nil {
+		skipped = []routing.Skip{} // [] in the body, as "tried" is
+	}
 	code, msg := apiwallet.EUNAVAILABLE, fmt.Sprintf("no usable %s key in this workspace", svc.Name)
 	if len(tried) > 0 {
 		code, msg = apiwallet.EUPSTREAM, fmt.Sprintf("every %s key tried failed", svc.Name)
