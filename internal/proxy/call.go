@@ -72,6 +72,7 @@ type call struct {
 	// overheadSeen: the wallet's own time was observed as the answer's
 	// headers went out.
 	overheadSeen bool
+	metrics      *serviceMetrics // the service's metrics, once resolved
 
 	planBuf [routing.MaxAttempts]routing.Candidate
 }

@@ -144,7 +144,7 @@ func (p *Proxy) deliver(c *call) {
 	}
 	c.failed = c.failed || upstreamBroke || clientBroke
 	if upstreamBroke {
-		p.metrics.service(c.svc.Name).upErrors[upReset].Inc()
+		p.metrics.svc(c).upErrors[upReset].Inc()
 	}
 	p.record(c)
 	if upstreamBroke || clientBroke {

@@ -49,7 +49,7 @@ func (p *Proxy) forward(c *call) error {
 		res, err := p.transport.RoundTrip(p.outbound(actx, c, secret))
 		d := time.Since(t0)
 		c.upstreamDur += d
-		sm := p.metrics.service(c.svc.Name)
+		sm := p.metrics.svc(c)
 		sm.upstream.Observe(d.Seconds())
 		now = p.now()
 		more := i+1 < n && c.canRetry()
@@ -124,7 +124,7 @@ func (p *Proxy) failedAttempt(c *call, keyID string, err error, more bool) (done
 		p.record(c)
 		return true, errClientGone
 	}
-	p.metrics.service(c.svc.Name).upErrors[upstreamError(err)].Inc()
+	p.metrics.svc(c).upErrors[upstreamError(err)].Inc()
 	if keyID != apiwallet.FallbackKeyID {
 		p.router.ReportFailure(keyID, 0, nil, p.now())
 	}
@@ -145,9 +145,9 @@ func (p *Proxy) judge(c *call, keyID string, res *http.Response, more bool, now 
 	switch {
 	case st == 429 || st >= 500:
 		if st == 429 {
-			p.metrics.service(c.svc.Name).upErrors[up429].Inc()
+			p.metrics.svc(c).upErrors[up429].Inc()
 		} else {
-			p.metrics.service(c.svc.Name).upErrors[up5xx].Inc()
+			p.metrics.svc(c).upErrors[up5xx].Inc()
 		}
 		if own {
 			p.router.ReportFailure(keyID, st, res.Header, now)

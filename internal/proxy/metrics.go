@@ -87,8 +87,13 @@ type metrics struct {
 	ksHits      prometheus.Counter
 	ksMisses    prometheus.Counter
 
-	byStrategy sync.Map // routing.Strategy → prometheus.Observer
-	services   sync.Map // service name → *serviceMetrics
+	byStrategy [len(strategies)]prometheus.Observer
+
+	// services maps a service name to its children. It is replaced, never
+	// changed, when a service is added: a call reads a plain map, which
+	// allocates nothing (a sync.Map boxes its string key).
+	services  atomic.Pointer[map[string]*serviceMetrics]
+	servicesM sync.Mutex
 
 	quota quotaUse
 }
@@ -147,9 +152,10 @@ func newMetrics() *metrics {
 		m.refusals[i] = refusals.WithLabelValues(limitNames[i])
 	}
 	m.refusalsVec = refusals
-	for _, s := range routing.Strategies {
-		m.byStrategy.Store(s, m.attempts.WithLabelValues(string(s)))
+	for i, s := range strategies {
+		m.byStrategy[i] = m.attempts.WithLabelValues(string(s))
 	}
+	m.services.Store(&map[string]*serviceMetrics{})
 	return m
 }
 
@@ -168,8 +174,14 @@ func (p *Proxy) registerMetrics(reg prometheus.Registerer) {
 // service returns the children of a catalog service, creating them the
 // first time (a service an admin added since the start).
 func (m *metrics) service(name string) *serviceMetrics {
-	if v, ok := m.services.Load(name); ok {
-		return v.(*serviceMetrics)
+	if sm, ok := (*m.services.Load())[name]; ok {
+		return sm
+	}
+	m.servicesM.Lock()
+	defer m.servicesM.Unlock()
+	cur := *m.services.Load()
+	if sm, ok := cur[name]; ok {
+		return sm
 	}
 	sm := &serviceMetrics{upstream: m.upstream.WithLabelValues(name), fallbacks: m.fallbacks.WithLabelValues(name)}
 	for t := range sm.calls {
@@ -180,8 +192,24 @@ func (m *metrics) service(name string) *serviceMetrics {
 	for i := range sm.upErrors {
 		sm.upErrors[i] = m.upErrors.WithLabelValues(name, upErrorNames[i])
 	}
-	v, _ := m.services.LoadOrStore(name, sm)
-	return v.(*serviceMetrics)
+	next := make(map[string]*serviceMetrics, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[name] = sm
+	m.services.Store(&next)
+	return sm
+}
+
+// strategies are the routing strategies, in the order of byStrategy.
+var strategies = [...]routing.Strategy{routing.StrategyCost, routing.StrategyPriority, routing.StrategyRoundRobin, routing.StrategyLeastUsed}
+
+// svc returns the children of the call's service, resolved once a call.
+func (m *metrics) svc(c *call) *serviceMetrics {
+	if c.metrics == nil {
+		c.metrics = m.service(c.svc.Name)
+	}
+	return c.metrics
 }
 
 func statusClass(status int) int {
@@ -195,7 +223,7 @@ func statusClass(status int) int {
 // outcome is known (record). A call no upstream answered (every attempt
 // failed, or the client went away) has tier none.
 func (m *metrics) observeCall(c *call, now time.Time) {
-	sm := m.service(c.svc.Name)
+	sm := m.svc(c)
 	tier := tierNone
 	switch {
 	case c.res == nil:
@@ -210,8 +238,10 @@ func (m *metrics) observeCall(c *call, now time.Time) {
 	if len(c.tried) > 1 {
 		sm.fallbacks.Inc()
 	}
-	if o, ok := m.byStrategy.Load(c.strategy); ok {
-		o.(prometheus.Observer).Observe(float64(len(c.tried)))
+	for i, s := range strategies {
+		if s == c.strategy {
+			m.byStrategy[i].Observe(float64(len(c.tried)))
+		}
 	}
 	if !c.overheadSeen {
 		m.overhead.Observe(max(now.Sub(c.start)-c.upstreamDur, 0).Seconds())
