@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// scrape reads the wallet's /metrics.
-func (ts *testServer) scrape() map[string]*dto.MetricFamily {
+// scrapeMetrics reads the wallet's /metrics.
+func (ts *testServer) scrapeMetrics() map[string]*dto.MetricFamily {
 	ts.t.Helper()
 	r := ts.do("GET", "/metrics", "", nil).want(ts.t, 200)
 	p := expfmt.NewTextParser(model.UTF8Validation)
@@ -29,15 +29,12 @@ func (ts *testServer) scrape() map[string]*dto.MetricFamily {
 	return fams
 }
 
-// series finds the series of family name with the given labels (name,
-// value pairs; others may be there too).
-func series(fams map[string]*dto.MetricFamily, name string, labels ...string) *dto.Metric {
-	f := fams[name]
-	if f == nil {
-		return nil
-	}
+// metricMatching returns the series of family name with the given labels
+// (name, value pairs; others may be there too).
+func metricMatching(fams map[string]*dto.MetricFamily, name string, labels ...string) []*dto.Metric {
+	var out []*dto.Metric
 next:
-	for _, m := range f.GetMetric() {
+	for _, m := range fams[name].GetMetric() {
 		for i := 0; i+1 < len(labels); i += 2 {
 			found := false
 			for _, lp := range m.GetLabel() {
@@ -49,26 +46,38 @@ next:
 				continue next
 			}
 		}
-		return m
+		out = append(out, m)
+	}
+	return out
+}
+
+// metricSeries is the one series of name with the given labels, or nil.
+func metricSeries(fams map[string]*dto.MetricFamily, name string, labels ...string) *dto.Metric {
+	if ms := metricMatching(fams, name, labels...); len(ms) == 1 {
+		return ms[0]
 	}
 	return nil
 }
 
-// value is a counter's or gauge's value, or a histogram's count; -1 when
-// the series is absent.
-func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	m := series(fams, name, labels...)
-	switch {
-	case m == nil:
+// metricValue sums the counters, gauges or histogram counts of the series of
+// name with the given labels; -1 when there are none.
+func metricValue(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	ms := metricMatching(fams, name, labels...)
+	if len(ms) == 0 {
 		return -1
-	case m.Counter != nil:
-		return m.GetCounter().GetValue()
-	case m.Gauge != nil:
-		return m.GetGauge().GetValue()
-	case m.Histogram != nil:
-		return float64(m.GetHistogram().GetSampleCount())
 	}
-	return -1
+	var v float64
+	for _, m := range ms {
+		switch {
+		case m.Counter != nil:
+			v += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			v += m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			v += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return v
 }
 
 func TestMetricsMoveWithProxiedCalls(t *testing.T) {
@@ -101,7 +110,7 @@ func TestMetricsMoveWithProxiedCalls(t *testing.T) {
 	pw := newProxyWorld(t, ts)
 
 	// Before any traffic, the series dashboards and alerts read are there.
-	before := ts.scrape()
+	before := ts.scrapeMetrics()
 	for _, want := range [][]string{
 		{"apiwallet_proxy_calls_total", "service", "openai", "tier", "paid", "class", "2xx"},
 		{"apiwallet_proxy_upstream_errors_total", "service", "stripe", "class", "5xx"},
@@ -112,11 +121,11 @@ func TestMetricsMoveWithProxiedCalls(t *testing.T) {
 		{"apiwallet_audit_write_failures_total"},
 		{"apiwallet_usage_queue_length"},
 	} {
-		if v := value(before, want[0], want[1:]...); v != 0 {
+		if v := metricValue(before, want[0], want[1:]...); v != 0 {
 			t.Errorf("%s%v = %v before any call, want a zero series", want[0], want[1:], v)
 		}
 	}
-	if v := value(before, "apiwallet_database_up"); v != 1 {
+	if v := metricValue(before, "apiwallet_database_up"); v != 1 {
 		t.Fatalf("database_up = %v, want 1", v)
 	}
 
@@ -138,7 +147,7 @@ func TestMetricsMoveWithProxiedCalls(t *testing.T) {
 	// 4: Anthropic cannot be reached (refunded: it never left).
 	pw.call("POST", "/proxy/anthropic/v1/messages", tok, map[string]any{"model": "claude"}).want(t, 502)
 
-	m := ts.scrape()
+	m := ts.scrapeMetrics()
 	checks := []struct {
 		name   string
 		labels []string
@@ -163,14 +172,14 @@ func TestMetricsMoveWithProxiedCalls(t *testing.T) {
 		{"apiwallet_database_up", nil, 1},
 	}
 	for _, c := range checks {
-		if got := value(m, c.name, c.labels...); got != c.want {
+		if got := metricValue(m, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	if s := series(m, "apiwallet_proxy_attempts_per_call", "strategy", "cost"); s.GetHistogram().GetSampleSum() != 5 {
+	if s := metricSeries(m, "apiwallet_proxy_attempts_per_call", "strategy", "cost"); s.GetHistogram().GetSampleSum() != 5 {
 		t.Errorf("attempts sum = %v, want 5 (2+1+1+1)", s.GetHistogram().GetSampleSum())
 	}
-	if h, mi := value(m, "apiwallet_keyset_cache_hits_total"), value(m, "apiwallet_keyset_cache_misses_total"); h < 1 || mi < 3 {
+	if h, mi := metricValue(m, "apiwallet_keyset_cache_hits_total"), metricValue(m, "apiwallet_keyset_cache_misses_total"); h < 1 || mi < 3 {
 		t.Errorf("key-set cache hits %v, misses %v: want the second openai call a hit and each service's first a miss", h, mi)
 	}
 	if _, ok := m["apiwallet_redis_up"]; ok {
@@ -194,7 +203,7 @@ func TestMetricsMoveWithProxiedCalls(t *testing.T) {
 	if err := ts.recorder.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	m = ts.scrape()
+	m = ts.scrapeMetrics()
 	for _, c := range []struct {
 		name   string
 		labels []string
@@ -207,11 +216,11 @@ func TestMetricsMoveWithProxiedCalls(t *testing.T) {
 		{"apiwallet_proxy_calls_total", []string{"service", "openai", "tier", "paid", "class", "2xx"}, 5},
 		{"apiwallet_usage_queue_length", nil, 0},
 	} {
-		if got := value(m, c.name, c.labels...); got != c.want {
+		if got := metricValue(m, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	if value(m, "apiwallet_usage_flush_duration_seconds") < 1 {
+	if metricValue(m, "apiwallet_usage_flush_duration_seconds") < 1 {
 		t.Error("no usage flush observed")
 	}
 
@@ -230,6 +239,79 @@ func TestMetricsMoveWithProxiedCalls(t *testing.T) {
 				}
 				if strings.Contains(v, "/") && (lp.GetName() != "route" || strings.Contains(v, "/v1/")) {
 					t.Errorf("%s{%s=%q} carries a path", name, lp.GetName(), v)
+				}
+			}
+		}
+	}
+}
+
+// However many keys, tokens, workspaces and paths the calls carry, the
+// series stay the same set: a second round of calls with new ones adds
+// no series, and no label value holds any of them.
+func TestMetricsLabelsBounded(t *testing.T) {
+	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(r.URL.Path, "/gone-") {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		_, _ = io.WriteString(w, `{"object":"list"}`)
+	})
+	ts := proxySQLite(t, "OPENAI_BASE_URL="+up.URL, "STRIPE_BASE_URL="+up.URL)
+	var ids []string
+	round := func(n int) {
+		pw := newProxyWorld(t, ts)
+		ids = append(ids, pw.acct.ID, pw.acct.WorkspaceID)
+		for i := range 4 {
+			ids = append(ids, pw.addKey("openai", fmt.Sprintf("sk-proj-bound%02d%02dfake000000000000000000", n, i), []string{"free", "paid"}[i%2], -1))
+		}
+		ids = append(ids, pw.addKey("stripe", fmt.Sprintf("sk_test_bound%02dfake00000000000000000000", n), "paid", -1))
+		for i := range 3 {
+			id, tok := pw.token("openai")
+			sid, stok := pw.token("stripe")
+			ids = append(ids, id, tok, sid, stok)
+			p := fmt.Sprintf("/v1/files/file-%d-%d", n, i)
+			pw.call("GET", "/proxy/openai"+p, tok, nil).want(t, 200)
+			pw.call("GET", "/proxy/openai/v1/gone-"+tok[len(tok)-8:], tok, nil)
+			// At the root: the token is scoped to stripe alone.
+			pw.call("GET", fmt.Sprintf("/v1/customers/cus_%d%d", n, i), stok, nil).want(t, 200)
+			ids = append(ids, p, fmt.Sprintf("cus_%d%d", n, i))
+		}
+		// Refusals and misses carry nothing either.
+		pw.call("GET", "/proxy/no-such-service-"+pw.acct.ID+"/x", pw.acct.Token, nil).want(t, 404)
+		pw.call("GET", "/keys/"+ids[len(ids)-1], pw.acct.Token, nil)
+		pw.call("GET", "/proxy/openai/v1/models", "awk_not-a-token-"+pw.acct.ID, nil).want(t, 401)
+	}
+	count := func(fams map[string]*dto.MetricFamily) map[string]int {
+		out := map[string]int{}
+		for name, f := range fams {
+			if strings.HasPrefix(name, "apiwallet_") {
+				out[name] = len(f.GetMetric())
+			}
+		}
+		return out
+	}
+	round(1)
+	ts.scrapeMetrics() // so that /metrics itself has its series
+	first := count(ts.scrapeMetrics())
+	round(2)
+	m := ts.scrapeMetrics()
+	if second := count(m); fmt.Sprint(first) != fmt.Sprint(second) {
+		t.Errorf("new keys, tokens and paths added series:\n first  %v\n second %v", first, second)
+	}
+	if metricValue(m, "apiwallet_proxy_calls_total", "service", "openai", "class", "4xx") < 6 {
+		t.Errorf("the upstream's 404s were not counted: %v", metricValue(m, "apiwallet_proxy_calls_total", "service", "openai", "class", "4xx"))
+	}
+	for name, f := range m {
+		for _, s := range f.GetMetric() {
+			for _, lp := range s.GetLabel() {
+				v := lp.GetValue()
+				for _, id := range ids {
+					if strings.Contains(v, id) {
+						t.Errorf("%s{%s=%q} holds %q", name, lp.GetName(), v, id)
+					}
+				}
+				if strings.Contains(v, "no-such-service") || strings.Contains(v, "awk_") || strings.Contains(v, "cus_") {
+					t.Errorf("%s{%s=%q} holds what a client sent", name, lp.GetName(), v)
 				}
 			}
 		}
