@@ -56,7 +56,11 @@ func monDashboardExprs(t *testing.T) []monExpr {
 		t.Fatal(err)
 	}
 	type panel struct {
+		ID      int    `json:"id"`
 		Title   string `json:"title"`
+		GridPos struct {
+			X, Y, W, H int
+		} `json:"gridPos"`
 		Type    string `json:"type"`
 		Targets []struct {
 			Expr string `json:"expr"`
@@ -86,12 +90,20 @@ func monDashboardExprs(t *testing.T) []monExpr {
 		t.Errorf("%s: uid %q, schemaVersion %d", monDashboard, d.UID, d.SchemaVersion)
 	}
 	var out []monExpr
+	ids := map[int]bool{}
 	var walk func(raw []json.RawMessage)
 	walk = func(raw []json.RawMessage) {
 		for _, r := range raw {
 			var p panel
 			if err := json.Unmarshal(r, &p); err != nil {
 				t.Fatal(err)
+			}
+			if ids[p.ID] || p.ID == 0 {
+				t.Errorf("panel %q: id %d is missing or taken", p.Title, p.ID)
+			}
+			ids[p.ID] = true
+			if g := p.GridPos; g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
+				t.Errorf("panel %q: gridPos %+v is off Grafana's 24-column grid", p.Title, g)
 			}
 			if p.Type != "row" {
 				if p.Datasource == nil || p.Datasource.UID != "prometheus" {
