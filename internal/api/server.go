@@ -109,6 +109,7 @@ func NewServer(d Deps) *Server {
 	if d.Registry != nil && d.Config.EnableMetrics {
 		d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		s.metrics = newMetrics(d.Registry)
+		d.Registry.MustRegister(&upCollector{db: d.DB, redis: d.Redis})
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	}
 	s.routes()

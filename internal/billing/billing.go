@@ -82,14 +82,14 @@ func (s *Service) EffectivePlan(ctx context.Context, workspaceID string) (*apiwa
 	return p, wb.Settings, nil
 }
 
-// WorkspacePolicy reports whether the workspace has premium routing on and
-// its plan's calls per minute (proxy.Policies).
-func (s *Service) WorkspacePolicy(ctx context.Context, workspaceID string) (bool, int, error) {
+// WorkspacePolicy reports whether the workspace has premium routing on,
+// its plan's calls per minute and the plan's id (proxy.Policies).
+func (s *Service) WorkspacePolicy(ctx context.Context, workspaceID string) (bool, int, string, error) {
 	p, settings, err := s.EffectivePlan(ctx, workspaceID)
 	if err != nil {
-		return false, 0, err
+		return false, 0, "", err
 	}
-	return settings.PremiumRouting, s.RatePerMinute(p), nil
+	return settings.PremiumRouting, s.RatePerMinute(p), p.ID, nil
 }
 
 // findPlan returns the effective plan id. A workspace on a plan that is not

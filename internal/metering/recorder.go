@@ -103,6 +103,9 @@ type Recorder struct {
 
 	queued, written, batches, errs, dropped atomic.Int64
 	lastDropLog                             atomic.Int64 // unix nanoseconds
+
+	// flushTime observes each batch write; nil without a Registerer.
+	flushTime prometheus.Observer
 }
 
 // NewRecorder starts a recorder writing to store. log may be nil.
@@ -143,7 +146,18 @@ func (r *Recorder) register(reg prometheus.Registerer) {
 			Name: "apiwallet_usage_queue_length",
 			Help: "Usage records held in memory, not yet written.",
 		}, func() float64 { return float64(r.queued.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "apiwallet_usage_queue_capacity",
+			Help: "Usage records the recorder holds at most before it drops new ones (QueueSize).",
+		}, func() float64 { return float64(r.opts.QueueSize) }),
 	)
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "apiwallet_usage_flush_duration_seconds",
+		Help:    "Time to write one usage batch to the database (each attempt, failed ones included).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
+	reg.MustRegister(h)
+	r.flushTime = h
 }
 
 // Record queues u to be written. It returns at once unless the queue is
@@ -409,8 +423,12 @@ func (r *Recorder) write(batch []apiwallet.Usage, unhurried bool) error {
 	}
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(parent, r.opts.AttemptTimeout)
+		t0 := time.Now()
 		err := r.store.InsertUsage(ctx, batch)
 		cancel()
+		if r.flushTime != nil {
+			r.flushTime.Observe(time.Since(t0).Seconds())
+		}
 		if err == nil {
 			r.written.Add(int64(len(batch)))
 			r.batches.Add(1)

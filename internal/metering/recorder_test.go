@@ -261,15 +261,20 @@ func TestFullQueue(t *testing.T) {
 	got := map[string]float64{}
 	for _, mf := range mfs {
 		m := mf.GetMetric()[0]
-		if m.GetCounter() != nil {
+		switch {
+		case m.GetCounter() != nil:
 			got[mf.GetName()] = m.GetCounter().GetValue()
-		} else {
+		case m.GetHistogram() != nil:
+			// Every write attempt is timed: here, one per batch.
+			got[mf.GetName()] = float64(m.GetHistogram().GetSampleCount())
+		default:
 			got[mf.GetName()] = m.GetGauge().GetValue()
 		}
 	}
 	want := map[string]float64{
 		"apiwallet_usage_records_written_total": 10, "apiwallet_usage_batches_total": 2,
 		"apiwallet_usage_errors_total": 0, "apiwallet_usage_dropped_total": 1, "apiwallet_usage_queue_length": 0,
+		"apiwallet_usage_queue_capacity": 10, "apiwallet_usage_flush_duration_seconds": 2,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("metrics = %v, want %v", got, want)

@@ -88,3 +88,21 @@ func (c *ttlCache[K, V]) put(k K, v V, epoch uint64, now int64) {
 	c.m[k] = ttlEntry[V]{v: v, epoch: epoch, expires: now + int64(c.ttl)}
 	c.mu.Unlock()
 }
+
+// each calls fn with every entry held, current or not: a snapshot taken
+// under the read lock, so that fn runs without holding it.
+func (c *ttlCache[K, V]) each(fn func(k K, v V)) {
+	type kv struct {
+		k K
+		v V
+	}
+	c.mu.RLock()
+	all := make([]kv, 0, len(c.m))
+	for k, e := range c.m {
+		all = append(all, kv{k, e.v})
+	}
+	c.mu.RUnlock()
+	for _, e := range all {
+		fn(e.k, e.v)
+	}
+}

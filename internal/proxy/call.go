@@ -69,6 +69,10 @@ type call struct {
 	status        int
 	failed        bool
 	bytesOut      int64
+	// overheadSeen: the wallet's own time was observed as the answer's
+	// headers went out.
+	overheadSeen bool
+	metrics      *serviceMetrics // the service's metrics, once resolved
 
 	planBuf [routing.MaxAttempts]routing.Candidate
 }
@@ -213,6 +217,9 @@ func (p *Proxy) route(c *call) error {
 		c.fb = "" // the operator's key is a fallback too
 	}
 	if len(c.plan) == 0 && c.fb == "" {
+		if ks.Len() > 0 && ks.Health(now).QuotaExhausted > 0 {
+			p.metrics.refusals[limitKeyQuota].Inc()
+		}
 		return noKey(&c.svc, ks, nil, now)
 	}
 	return nil

@@ -30,6 +30,7 @@ func (p *Proxy) deliver(c *call) error {
 		maskHeaders(h, mask, masked)
 	}
 	overhead := p.now().Sub(c.start) - c.upstreamDur
+	p.metrics.observeOverhead(c, overhead)
 	setHeaders(h, "X-Wallet-Key-Id", c.keyID,
 		"X-Wallet-Attempts", strconv.Itoa(len(c.tried)),
 		"X-Wallet-Strategy", string(c.strategy),
@@ -141,6 +142,9 @@ func (p *Proxy) deliver(c *call) error {
 		relayTrailers(h, res.Trailer, announced)
 	}
 	c.failed = c.failed || upstreamBroke || clientBroke
+	if upstreamBroke {
+		p.metrics.svc(c).upErrors[upReset].Inc()
+	}
 	p.record(c)
 	if upstreamBroke || clientBroke {
 		// The client must see a broken stream, not a clean end of a half

@@ -47,7 +47,10 @@ func (p *Proxy) forward(c *call) error {
 		actx, cancel := context.WithCancel(c.ctx)
 		t0 := time.Now()
 		res, err := p.transport.RoundTrip(p.outbound(actx, c, secret))
-		c.upstreamDur += time.Since(t0)
+		d := time.Since(t0)
+		c.upstreamDur += d
+		sm := p.metrics.svc(c)
+		sm.upstream.Observe(d.Seconds())
 		now = p.now()
 		more := i+1 < n && c.canRetry()
 		if err != nil {
@@ -121,6 +124,7 @@ func (p *Proxy) failedAttempt(c *call, keyID string, err error, more bool) (done
 		p.record(c)
 		return true, errClientGone
 	}
+	p.metrics.svc(c).upErrors[upstreamError(err)].Inc()
 	if keyID != apiwallet.FallbackKeyID {
 		p.router.ReportFailure(keyID, 0, nil, p.now())
 	}
@@ -140,6 +144,11 @@ func (p *Proxy) judge(c *call, keyID string, res *http.Response, more bool, now 
 	own := keyID != apiwallet.FallbackKeyID
 	switch {
 	case st == 429 || st >= 500:
+		if st == 429 {
+			p.metrics.svc(c).upErrors[up429].Inc()
+		} else {
+			p.metrics.svc(c).upErrors[up5xx].Inc()
+		}
 		if own {
 			p.router.ReportFailure(keyID, st, res.Header, now)
 		}

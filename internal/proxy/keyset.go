@@ -21,6 +21,7 @@ import (
 func (p *Proxy) keySet(ctx context.Context, workspaceID string, svc *catalog.Service) (*routing.KeySet, error) {
 	ck := workspaceID + "\x00" + svc.Name
 	if e, ok, aging := p.keysets.lookup(ck, p.now().UnixNano()); ok {
+		p.metrics.ksHits.Inc()
 		if aging {
 			p.loads.DoChan("ksr\x00"+ck, func() (any, error) {
 				e, err := p.refreshKeySet(context.WithoutCancel(ctx), ck, workspaceID, svc, e)
@@ -33,6 +34,7 @@ func (p *Proxy) keySet(ctx context.Context, workspaceID string, svc *catalog.Ser
 		}
 		return e.ks, nil
 	}
+	p.metrics.ksMisses.Inc()
 	v, err, _ := p.loads.Do("ks\x00"+ck, func() (any, error) {
 		if e, ok := p.keysets.get(ck, p.now().UnixNano()); ok {
 			return e, nil

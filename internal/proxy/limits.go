@@ -18,6 +18,7 @@ import (
 type policy struct {
 	premium bool
 	rate    int
+	plan    string
 }
 
 // limit applies what the workspace's plan allows: the routing the client
@@ -43,7 +44,7 @@ func (p *Proxy) limit(c *call) error {
 	if err := p.rateLimit(c.ctx, c.w.Header(), c.caller, pol.rate); err != nil {
 		return err
 	}
-	c.reservation, err = p.reserve(c.ctx, c.w.Header(), c.caller)
+	c.reservation, err = p.reserve(c.ctx, c.w.Header(), c.caller, pol.plan)
 	return err
 }
 
@@ -57,11 +58,11 @@ func (p *Proxy) workspacePolicy(ctx context.Context, workspaceID string) (policy
 		return v, nil
 	}
 	epoch := p.epoch.Load()
-	premium, rate, err := p.policies.WorkspacePolicy(ctx, workspaceID)
+	premium, rate, plan, err := p.policies.WorkspacePolicy(ctx, workspaceID)
 	if err != nil {
 		return policy{}, err
 	}
-	v := policy{premium: premium, rate: rate}
+	v := policy{premium: premium, rate: rate, plan: plan}
 	p.policy.put(workspaceID, v, epoch, now)
 	return v, nil
 }
@@ -79,11 +80,12 @@ func (p *Proxy) rateLimit(ctx context.Context, h http.Header, c *caller, rate in
 	type check struct {
 		name, key string
 		limit     ratelimit.Limit
+		metric    int
 	}
-	checks := [2]check{{"workspace-rate", "rl:ws:" + c.workspaceID, ratelimit.PerMinute(rate)}}
+	checks := [2]check{{"workspace-rate", "rl:ws:" + c.workspaceID, ratelimit.PerMinute(rate), limitWorkspaceRate}}
 	n := 1
 	if c.token != nil && c.token.RateLimitPerMinute > 0 {
-		checks[1] = check{"token-rate", "rl:tok:" + c.token.ID, ratelimit.PerMinute(c.token.RateLimitPerMinute)}
+		checks[1] = check{"token-rate", "rl:tok:" + c.token.ID, ratelimit.PerMinute(c.token.RateLimitPerMinute), limitTokenRate}
 		n = 2
 	}
 	var shown ratelimit.Decision
@@ -96,6 +98,7 @@ func (p *Proxy) rateLimit(ctx context.Context, h http.Header, c *caller, rate in
 			shown = d
 		}
 		if !d.Allowed {
+			p.metrics.refusals[checks[i].metric].Inc()
 			setRateHeaders(h, d)
 			secs := int((d.RetryAfter + time.Second - 1) / time.Second)
 			h.Set("X-Wallet-Limit", checks[i].name)
@@ -129,7 +132,7 @@ func setHeaders(h http.Header, kv ...string) {
 // reserve counts the call against the workspace's monthly plan quota. A
 // hard stop answers 429 quota-exceeded, naming the limit, the numbers,
 // when it resets and how to upgrade.
-func (p *Proxy) reserve(ctx context.Context, h http.Header, c *caller) (quota.Reservation, error) {
+func (p *Proxy) reserve(ctx context.Context, h http.Header, c *caller, plan string) (quota.Reservation, error) {
 	if p.quota == nil || p.plans == nil {
 		return quota.Reservation{}, nil
 	}
@@ -141,8 +144,13 @@ func (p *Proxy) reserve(ctx context.Context, h http.Header, c *caller) (quota.Re
 	res, err := p.quota.Reserve(ctx, c.workspaceID, now, included, hardStop)
 	var ex *quota.Exceeded
 	if !errors.As(err, &ex) {
+		if err == nil {
+			p.metrics.quota.observe(c.workspaceID, plan, res.Period, res.Used, res.Included)
+		}
 		return res, err
 	}
+	p.metrics.refusals[limitMonthlyQuota].Inc()
+	p.metrics.quota.observe(c.workspaceID, plan, quota.MonthStart(now), ex.Used, ex.Included)
 	secs := max(int(ex.ResetAt.Sub(now).Seconds()+0.999), 1)
 	h.Set("X-Wallet-Limit", "plan-quota")
 	return res, withDetails(refusal(apiwallet.ERATELIMIT, "quota_exceeded", "quota-exceeded",

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/apikeywallet/apiwallet"
@@ -47,9 +48,10 @@ type Recorder interface {
 type Policies interface {
 	// WorkspacePolicy reports whether the workspace routes with cost
 	// strategies and cross-key fallback (without it a call goes to the
-	// first usable key in priority order, one attempt), and its plan's
-	// calls per minute (0: the default).
-	WorkspacePolicy(ctx context.Context, workspaceID string) (premium bool, ratePerMinute int, err error)
+	// first usable key in priority order, one attempt), its plan's
+	// calls per minute (0: the default)
+	// and the id of its plan (for the quota metric).
+	WorkspacePolicy(ctx context.Context, workspaceID string) (premium bool, ratePerMinute int, plan string, err error)
 }
 
 // QuarantineAlerter raises the key_quarantined alert (*alerts.Service).
@@ -111,6 +113,8 @@ type Deps struct {
 	// Policies gives each workspace's routing setting and rate limit; nil
 	// means premium routing for everyone at Options.RatePerMinute.
 	Policies Policies
+	// Registerer, if not nil, receives the proxy's metrics.
+	Registerer prometheus.Registerer
 }
 
 // Proxy forwards calls to upstream services.
@@ -141,6 +145,7 @@ type Proxy struct {
 	loads   singleflight.Group
 	touches *toucher
 	bufs    sync.Pool
+	metrics *metrics
 }
 
 // New returns a Proxy. Call Close to stop its background work.
@@ -184,6 +189,10 @@ func New(d Deps, o Options) *Proxy {
 	p.used = &usedCounters{}
 	p.touches = newToucher(p)
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	p.metrics = newMetrics()
+	if d.Registerer != nil {
+		p.registerMetrics(d.Registerer)
+	}
 	return p
 }
 

@@ -11,10 +11,11 @@ import (
 // record hands the call's usage record to the recorder: ids and numbers
 // only, never a secret, a body or a header.
 func (p *Proxy) record(c *call) {
+	now := p.now()
+	p.metrics.observeCall(c, now)
 	if p.recorder == nil {
 		return
 	}
-	now := p.now()
 	total := now.Sub(c.start)
 	in := int64(len(c.buffered))
 	if c.streamed != nil {

@@ -565,3 +565,28 @@ func (ks *KeySet) Explain(now time.Time, limit int) []Skip {
 	}
 	return out
 }
+
+// Health counts a set's unusable keys by why.
+type Health struct {
+	Cooldown       int // in a cooldown or waiting for an upstream allowance
+	Quarantined    int
+	QuotaExhausted int
+}
+
+// Health counts the keys unusable at now: O(k), for metrics, not the hot
+// path.
+func (ks *KeySet) Health(now time.Time) Health {
+	t := now.UnixNano()
+	var h Health
+	for i := range ks.entries {
+		switch _, why := ks.check(&ks.entries[i], t); why {
+		case ReasonQuarantined:
+			h.Quarantined++
+		case ReasonQuotaExhausted:
+			h.QuotaExhausted++
+		case ReasonCooldown, ReasonNoAllowance:
+			h.Cooldown++
+		}
+	}
+	return h
+}

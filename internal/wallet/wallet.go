@@ -96,7 +96,9 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 		return nil, err
 	}
 	w := &Wallet{Keys: keys, Catalog: cat, Registry: prometheus.NewRegistry(), db: db, log: log, cfg: cfg}
+	audit := newCountingAudit(db, w.Registry)
 	w.Auth = NewAuth(cfg, db, d.Limiter, log)
+	w.Auth.Audit = audit
 	mo := d.Metering
 	mo.Registerer = w.Registry
 	w.Recorder = metering.NewRecorder(db, log, mo)
@@ -112,14 +114,14 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 	epoch := &proxy.Epoch{}
 	router := routing.NewRouter()
 	w.Proxy = proxy.New(proxy.Deps{Catalog: cat, Router: router, Auth: w.Auth, Keys: keys,
-		Counter: db, Recorder: w.Recorder, Audit: db, Limiter: d.Limiter, Log: log, Epoch: epoch,
+		Counter: db, Recorder: w.Recorder, Audit: audit, Limiter: d.Limiter, Log: log, Epoch: epoch,
 		Quota: d.Quota, Plans: quota.NewCachedPlans(w.Billing, time.Minute, epoch), Alerts: w.Alerts, Policies: w.Billing,
-		Transport: d.Transport},
+		Transport: d.Transport, Registerer: w.Registry},
 		proxy.Options{FallbackKeys: cfg.FallbackKeys, RatePerMinute: cfg.MaxRequestsPerMinute, WriteTimeout: cfg.WriteTimeout,
 			UpstreamTimeout: cfg.UpstreamTimeout})
 	w.Handler = api.NewServer(api.Deps{Config: cfg, Log: log, Auth: w.Auth, DB: db, Redis: d.Redis, Keys: keys,
 		Teams: &team.Service{Store: db},
-		Accounts: &account.Service{Users: db, Workspaces: db, Teams: db, Accounts: db, Audit: db, Limiter: d.Limiter,
+		Accounts: &account.Service{Users: db, Workspaces: db, Teams: db, Accounts: db, Audit: audit, Limiter: d.Limiter,
 			Sections: []account.Section{account.KeysSection(db), account.TokensSection(db)}},
 		Web: web.New(), Registry: w.Registry, Proxy: w.Proxy, Catalog: cat, CatalogStore: db, Billing: w.Billing, Alerts: w.Alerts,
 		Analytics: newAnalytics(db, cat, router, w),
