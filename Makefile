@@ -6,7 +6,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 .PHONY: test run build check conns soak
 
 test: check
-	go test -count=1 -race ./...
+	go test -count=1 -race -timeout 30m ./...
 
 check:
 	@out=$$(gofmt -l .); \
