@@ -14,6 +14,13 @@ import (
 	"github.com/apikeywallet/apiwallet/internal/vault"
 )
 
+// rotateFlags defines rotate-master-key's flags, for the command and its help.
+func rotateFlags(fs *flag.FlagSet) (oldEnv, newEnv *string) {
+	oldEnv = fs.String("old-env", "ENCRYPTION_KEY", "`name` of the environment variable holding the current root key")
+	newEnv = fs.String("new-env", "NEW_ENCRYPTION_KEY", "`name` of the environment variable holding the new root key")
+	return oldEnv, newEnv
+}
+
 // rotateMasterKey replaces the root key (ENCRYPTION_KEY). Both keys come
 // from environment variables, never from arguments, which any user of the
 // machine can read with ps. It rewraps every workspace data key in one
@@ -27,8 +34,7 @@ import (
 func rotateMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) error {
 	fs := flag.NewFlagSet("rotate-master-key", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	oldEnv := fs.String("old-env", "ENCRYPTION_KEY", "`name` of the environment variable holding the current root key")
-	newEnv := fs.String("new-env", "NEW_ENCRYPTION_KEY", "`name` of the environment variable holding the new root key")
+	oldEnv, newEnv := rotateFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
