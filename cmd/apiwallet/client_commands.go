@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apikeywallet/apiwallet/internal/client"
 )
@@ -513,23 +514,34 @@ func usageCmd(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		fmt.Fprintf(inv.stdout, "usage from %s to %s (%s), by %s\n\n", u.From.Format(time.RFC3339), u.To.Format(time.RFC3339), orDash(u.TZ), u.GroupBy)
+		// Numbers align right; the group names are padded to one width
+		// so that they read left-aligned.
+		width := len("TOTAL")
+		for _, r := range u.Rows {
+			width = max(width, utf8.RuneCountInString(rowName(r)))
+		}
+		pad := func(s string) string { return s + strings.Repeat(" ", width-utf8.RuneCountInString(s)) }
 		tw := tabwriter.NewWriter(inv.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "GROUP\tCALLS\tOK\tCLIENT ERR\tSERVER ERR\tNETWORK\tREFUSED\t429\tP50\tP95\tCOST\tSAVED\t")
+		fmt.Fprintln(tw, pad("GROUP")+"\tCALLS\tOK\tCLIENT ERR\tSERVER ERR\tNETWORK\tREFUSED\t429\tP50\tP95\tCOST\tSAVED\t")
 		row := func(name string, f client.Figures) {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", name, f.Calls, f.Successes, f.Errors.Client,
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", pad(name), f.Calls, f.Successes, f.Errors.Client,
 				f.Errors.Server, f.Errors.Network, f.Errors.Refused, f.RateLimited, ms(f.LatencyMs.P50), ms(f.LatencyMs.P95),
 				dollars(f.CostMicros), dollars(f.SavingsMicros))
 		}
 		for _, r := range u.Rows {
-			name := r.Label
-			if name == "" {
-				name = orDash(r.Group)
-			}
-			row(name, r.Figures)
+			row(rowName(r), r.Figures)
 		}
 		row("TOTAL", u.Totals)
 		return tw.Flush()
 	}
+}
+
+// rowName is a usage row's label, else its group.
+func rowName(r client.UsageRow) string {
+	if r.Label != "" {
+		return r.Label
+	}
+	return orDash(r.Group)
 }
 
 func healthCmd(fs *flag.FlagSet) runFunc {
