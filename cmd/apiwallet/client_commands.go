@@ -27,7 +27,7 @@ var clientCommands = []*command{
 			"token is never sent.",
 		setup: loginCmd},
 	{name: "logout", args: "[--url URL]", summary: "revoke the login and forget the token",
-		desc: "Revokes the user's login tokens at the wallet (the dashboard's sessions too) and removes the kept token.",
+		desc:  "Revokes the user's login tokens at the wallet (the dashboard's sessions too) and removes the kept token.",
 		setup: logoutCmd},
 	{name: "keys add", args: "--service NAME [--tier free|paid] [--secret-file FILE] [flags]", summary: "store an upstream API key",
 		desc: "Stores an upstream key in the wallet, encrypted. The secret is read from --secret-file, from the terminal " +
@@ -41,7 +41,7 @@ var clientCommands = []*command{
 			"like keys add's.",
 		setup: keysRotateCmd},
 	{name: "keys disable", args: "ID", summary: "stop routing calls to a key",
-		desc: "Disables key ID: the proxy no longer chooses it. The key stays stored; keys enable turns it on again.",
+		desc:  "Disables key ID: the proxy no longer chooses it. The key stays stored; keys enable turns it on again.",
 		setup: keysEnableCmd(false)},
 	{name: "keys enable", args: "ID", summary: "route calls to a disabled key again",
 		setup: keysEnableCmd(true)},

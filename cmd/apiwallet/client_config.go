@@ -148,7 +148,7 @@ type clientFlags struct {
 
 func addClientFlags(fs *flag.FlagSet) *clientFlags {
 	return &clientFlags{
-		url: fs.String("url", "", "the wallet's base `URL` (default: APIWALLET_URL, else the URL of the last login, else "+defaultURL+")"),
+		url:     fs.String("url", "", "the wallet's base `URL` (default: APIWALLET_URL, else the URL of the last login, else "+defaultURL+")"),
 		timeout: fs.Duration("timeout", client.DefaultTimeout, "give up on a call to the wallet after this `duration`"),
 	}
 }

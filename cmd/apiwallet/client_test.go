@@ -64,7 +64,9 @@ func (c *cli) ok(stdin string, args ...string) string {
 	return r.stdout
 }
 
-func (c *cli) configFile() string { return filepath.Join(c.home, ".config", "apiwallet", "config.json") }
+func (c *cli) configFile() string {
+	return filepath.Join(c.home, ".config", "apiwallet", "config.json")
+}
 
 func register(t *testing.T, url, email, password string) {
 	t.Helper()

@@ -25,11 +25,11 @@ type runFunc func(inv *invocation, args []string) error
 // command is one entry of the command table, the single source of
 // `apiwallet help`, `apiwallet help CMD` and `apiwallet CMD --help`.
 type command struct {
-	name     string // with its subcommand: "keys add"
-	args     string // the synopsis after the name, flags included
-	summary  string // one line for the overview
-	desc     string // paragraphs for the command's own help
-	server   bool   // operates the wallet itself, on its database
+	name    string // with its subcommand: "keys add"
+	args    string // the synopsis after the name, flags included
+	summary string // one line for the overview
+	desc    string // paragraphs for the command's own help
+	server  bool   // operates the wallet itself, on its database
 	// setup defines the command's flags on fs and returns what runs it.
 	// It returns nil for the commands main.go's switch still dispatches
 	// itself: their flags are defined here for the help only.
