@@ -150,7 +150,7 @@ func percent(done, total int64) int {
 // Render is the bar's line: the label, a bar filling width columns in
 // all, the percentage and count, and the elapsed time, for example
 //
-//	rewrapping data keys [==========>         ]  52% 13/25 1.2s
+//	rewrapping data keys [==========>         ]  52% 13/25   1.2s
 //
 // With no total it shows the label, the count and the time only.
 func Render(label string, done, total int64, width int, elapsed time.Duration) string {
@@ -161,7 +161,9 @@ func Render(label string, done, total int64, width int, elapsed time.Duration) s
 	if done > total {
 		done = total
 	}
-	tail := fmt.Sprintf(" %3d%% %d/%d %s", percent(done, total), done, total, el)
+	// Fixed widths keep the bar from jumping as the figures grow.
+	digits := len(fmt.Sprint(total))
+	tail := fmt.Sprintf(" %3d%% %*d/%d %6s", percent(done, total), digits, done, total, el)
 	barWidth := width - len([]rune(label)) - len(tail) - 3 // space and brackets
 	if barWidth < 10 {
 		return label + tail

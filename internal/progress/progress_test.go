@@ -16,11 +16,12 @@ func TestRender(t *testing.T) {
 		width       int
 		want        string
 	}{
-		{0, 4, 40, "keys [>                    ]   0% 0/4 0s"},
-		{2, 4, 40, "keys [==========>          ]  50% 2/4 0s"},
-		{4, 4, 40, "keys [=====================] 100% 4/4 0s"},
-		{9, 4, 40, "keys [=====================] 100% 4/4 0s"},
-		{1, 4, 12, "keys  25% 1/4 0s"}, // too narrow for a bar
+		{0, 4, 40, "keys [>                ]   0% 0/4     0s"},
+		{2, 4, 40, "keys [========>        ]  50% 2/4     0s"},
+		{4, 4, 40, "keys [=================] 100% 4/4     0s"},
+		{9, 4, 40, "keys [=================] 100% 4/4     0s"},
+		{1, 4, 12, "keys  25% 1/4     0s"}, // too narrow for a bar
+		{3, 10, 40, "keys [====>          ]  30%  3/10     0s"},
 		{7, 0, 40, "keys 7 0s"},        // no total: a count
 	}
 	for _, c := range cases {
@@ -32,7 +33,7 @@ func TestRender(t *testing.T) {
 			t.Errorf("%q is %d columns, want %d", got, len(got), c.width)
 		}
 	}
-	if got := Render("x", 1, 2, 80, 1234*time.Millisecond); !strings.HasSuffix(got, " 50% 1/2 1.2s") || len(got) != 80 {
+	if got := Render("x", 1, 2, 80, 1234*time.Millisecond); !strings.HasSuffix(got, " 50% 1/2   1.2s") || len(got) != 80 {
 		t.Errorf("Render at 80 columns = %q (%d)", got, len(got))
 	}
 }
