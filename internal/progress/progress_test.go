@@ -22,7 +22,7 @@ func TestRender(t *testing.T) {
 		{9, 4, 40, "keys [=================] 100% 4/4     0s"},
 		{1, 4, 12, "keys  25% 1/4     0s"}, // too narrow for a bar
 		{3, 10, 40, "keys [====>          ]  30%  3/10     0s"},
-		{7, 0, 40, "keys 7 0s"},        // no total: a count
+		{7, 0, 40, "keys 7 0s"}, // no total: a count
 	}
 	for _, c := range cases {
 		got := Render("keys", c.done, c.total, c.width, 0)
