@@ -162,6 +162,13 @@ func logoutCmd(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		if !s.loggedIn {
+			// An expired token is still forgotten.
+			if s.cfg.Token != "" && sameWallet(s.cfg.URL, s.url) {
+				s.cfg.Token, s.cfg.ExpiresAt = "", time.Time{}
+				if err := saveClientConfig(s.path, s.cfg); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(inv.stdout, "not logged in to %s\n", s.url)
 			return nil
 		}
@@ -180,7 +187,8 @@ func logoutCmd(fs *flag.FlagSet) runFunc {
 	}
 }
 
-// secretFlag is --secret-file, and the refusal of a secret in argv.
+// secretSource defines --secret-file; secrets in argv are refused by
+// refuseSecretFlags before any flag is parsed.
 func secretSource(fs *flag.FlagSet) *string {
 	return fs.String("secret-file", "", "read the key's secret from `file` (default: the terminal, or standard input)")
 }

@@ -272,6 +272,13 @@ func TestClientCommands(t *testing.T) {
 		t.Fatalf("disable a missing key: %d %s", r.code, r.out())
 	}
 
+	// APIWALLET_TOKEN, for scripts, wins over the kept login.
+	c.env = []string{"APIWALLET_TOKEN=not-a-token"}
+	if r := c.run("", "keys", "list"); r.code != 1 || !strings.Contains(r.stderr, "401 unauthorized") {
+		t.Fatalf("keys list with a bad APIWALLET_TOKEN: %d %s", r.code, r.out())
+	}
+	c.env = nil
+
 	// The token never goes to a wallet other than the one it came from.
 	var sawAuth atomic.Int64
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -284,6 +291,17 @@ func TestClientCommands(t *testing.T) {
 	if r := c.run("", "keys", "list", "--url", other.URL); r.code != 1 || sawAuth.Load() != 0 ||
 		!strings.Contains(r.stderr, "not logged in to "+other.URL) {
 		t.Fatalf("keys list against another wallet: %d %s (saw a token %d times)", r.code, r.out(), sawAuth.Load())
+	}
+
+	// health fails (status 1) when the wallet reports itself unhealthy.
+	sick := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"status":"unhealthy","services":{"database":"disconnected","redis":"not configured"}}`)
+	}))
+	defer sick.Close()
+	if r := c.run("", "health", "--url", sick.URL); r.code != 1 || !strings.Contains(r.stdout, "unhealthy (database disconnected") {
+		t.Fatalf("health of an unhealthy wallet: %d %s", r.code, r.out())
 	}
 
 	// A config file others may read is refused, and nothing is sent.

@@ -117,3 +117,19 @@ func TestParseURL(t *testing.T) {
 		t.Fatalf("%v %v", u, err)
 	}
 }
+
+// An unhealthy wallet answers 503 with its health report: Health returns
+// the report, which says what is wrong, rather than an error.
+func TestHealthUnhealthy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"status":"unhealthy","timestamp":"2026-01-01T00:00:00.000Z","services":{"database":"disconnected","redis":"connected"}}`)
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, "")
+	h, err := c.Health(context.Background())
+	if err != nil || h.Status != "unhealthy" || h.Services.Database != "disconnected" {
+		t.Fatalf("%v %+v", err, h)
+	}
+}
