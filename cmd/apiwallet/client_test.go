@@ -181,7 +181,11 @@ func TestClientCommands(t *testing.T) {
 	}
 	c.argv = c.argv[:len(c.argv)-1] // that one was on purpose
 
-	out = c.ok(secrets[3]+"\n", "keys", "rotate", keyID)
+	rotated := filepath.Join(c.home, "rotated.key")
+	if err := os.WriteFile(rotated, []byte(secrets[3]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = c.ok("", "keys", "rotate", keyID, "--secret-file", rotated)
 	if !strings.Contains(out, "rotated stripe key "+keyID+" to version 2 (sk_test_…5555)") {
 		t.Fatalf("keys rotate: %q", out)
 	}

@@ -136,14 +136,35 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return true, err
 	}
 	fs.SetOutput(io.Discard) // errors are returned; --help goes to stdout
-	if err := fs.Parse(rest); err != nil {
+	pos, err := parseInterspersed(fs, rest)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			c.printHelp(stdout, fs)
 			return true, nil
 		}
 		return true, usageError{fmt.Sprintf("apiwallet %s: %v\nusage: apiwallet %s", c.name, err, c.synopsis())}
 	}
-	return true, run(&invocation{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, environ: environ}, fs.Args())
+	return true, run(&invocation{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, environ: environ}, pos)
+}
+
+// parseInterspersed parses flags before and after the positional
+// arguments (keys rotate ID --secret-file F), which the flag package
+// alone stops at; everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if n := len(args) - len(left); n > 0 && args[n-1] == "--" {
+			return append(pos, left...), nil
+		}
+		if len(left) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, left[0]), left[1:]
+	}
 }
 
 // groupUsage answers "apiwallet keys" or "apiwallet keys bogus".

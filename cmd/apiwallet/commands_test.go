@@ -119,3 +119,15 @@ func TestSecretsNeverFromArguments(t *testing.T) {
 		}
 	}
 }
+
+// Flags may follow positional arguments, as the synopses show them.
+func TestInterspersedFlags(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	file := fs.String("secret-file", "", "")
+	j := fs.Bool("json", false, "")
+	pos, err := parseInterspersed(fs, []string{"key_1", "--secret-file", "f", "two", "--json", "--", "--not-a-flag"})
+	if err != nil || *file != "f" || !*j || strings.Join(pos, " ") != "key_1 two --not-a-flag" {
+		t.Fatalf("%v %q %v %q", err, *file, *j, pos)
+	}
+}
