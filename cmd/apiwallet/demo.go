@@ -13,6 +13,7 @@ import (
 
 	"github.com/apikeywallet/apiwallet"
 	"github.com/apikeywallet/apiwallet/internal/auth"
+	"github.com/apikeywallet/apiwallet/internal/progress"
 	"github.com/apikeywallet/apiwallet/internal/wallet"
 )
 
@@ -115,10 +116,13 @@ func seedDemo(ctx context.Context, stdout, stderr io.Writer, environ []string) e
 		}
 		apps[i].token = t.ID
 	}
-	n, err := demoUsage(ctx, a, ws, u.ID, keys, []string{apps[0].token, apps[1].token}, time.Now().UTC())
+	bar := progress.New(stdout, 30*24, "generating a month of usage")
+	n, err := demoUsage(ctx, a, ws, u.ID, keys, []string{apps[0].token, apps[1].token}, time.Now().UTC(), bar)
 	if err != nil {
+		bar.Abandon()
 		return err
 	}
+	bar.Finish()
 	fmt.Fprintf(stdout, "created demo account %s (%s) with %d keys, 2 tokens and %d calls over the last 30 days\n",
 		demoWorkspaceEmail, u.ID, len(keys), n)
 	fmt.Fprintf(stdout, "log in with: %s\npassword: %s\n", demoWorkspaceEmail, password)
@@ -137,8 +141,8 @@ var demoEndpoints = map[string][]string{
 var demoLatency = map[string]float64{"stripe": 280, "openai": 900, "anthropic": 1100, "openweather": 120, "googlemaps": 95}
 
 // demoUsage writes about 120,000 calls over the 30 days before now and
-// returns how many.
-func demoUsage(ctx context.Context, a *app, ws, userID string, keys []*demoKey, tokens []string, now time.Time) (int, error) {
+// returns how many, counting each hour done on bar.
+func demoUsage(ctx context.Context, a *app, ws, userID string, keys []*demoKey, tokens []string, now time.Time, bar *progress.Bar) (int, error) {
 	rng := mrand.New(mrand.NewPCG(uint64(now.UnixNano()), 2026))
 	byService := map[string][]*demoKey{}
 	for _, k := range keys {
@@ -165,6 +169,7 @@ func demoUsage(ctx context.Context, a *app, ws, userID string, keys []*demoKey, 
 		return err
 	}
 	for h := start; h.Before(now); h = h.Add(time.Hour) {
+		bar.Add(1)
 		// Busy on weekday working hours (UTC), quiet at night and at
 		// weekends, and growing over the month.
 		hod := h.Hour()

@@ -13,6 +13,9 @@
 //	                                      rewrap every data key under a new root key
 //	                                      read from NEW_ENCRYPTION_KEY
 //	apiwallet version                     print the version
+//	apiwallet login, keys, tokens, usage, health
+//	                                      use a wallet over its HTTP API
+//	apiwallet help [COMMAND]              describe every command and flag
 package main
 
 import (
@@ -36,27 +39,13 @@ func main() {
 		var u usageError
 		if errors.As(err, &u) {
 			fmt.Fprintln(os.Stderr, err)
-			fmt.Fprint(os.Stderr, usage)
+			fmt.Fprint(os.Stderr, usageHint())
 			os.Exit(2)
 		}
 		fmt.Fprintln(os.Stderr, "apiwallet:", err)
 		os.Exit(1)
 	}
 }
-
-const usage = `usage:
-  apiwallet serve                                   run the wallet
-  apiwallet migrate                                 apply database migrations
-  apiwallet seed                                    create the demo account
-  apiwallet seed --demo                             a demo account with keys, tokens and a month of usage
-  apiwallet user create --email E --name N [--admin]
-                                                    create a user (password on stdin)
-  apiwallet audit verify                            check the audit log's hash chain
-  apiwallet rotate-master-key [--old-env NAME] [--new-env NAME]
-                                                    rewrap every data key from ENCRYPTION_KEY to
-                                                    NEW_ENCRYPTION_KEY (keys only from the environment)
-  apiwallet version                                 print the version
-`
 
 type usageError struct{ msg string }
 
@@ -66,6 +55,10 @@ func (e usageError) Error() string { return e.msg }
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) error {
 	if len(args) == 0 {
 		return usageError{"apiwallet: no command given"}
+	}
+	// The command table runs the client commands and answers --help.
+	if ok, err := dispatch(ctx, args, stdin, stdout, stderr, environ); ok {
+		return err
 	}
 	switch args[0] {
 	case "serve":
@@ -86,9 +79,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "apiwallet", version)
 		return nil
-	case "help", "--help", "-h":
-		fmt.Fprint(stdout, usage)
-		return nil
+	case "--help", "-h":
+		return helpCmd(nil, stdout)
 	default:
 		return usageError{fmt.Sprintf("apiwallet: unknown command %q", args[0])}
 	}

@@ -99,3 +99,47 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Fatal("a response carried the stored secret")
 	}
 }
+
+// The README's command-line examples work, in order, against a fresh
+// wallet: the password on standard input, as a script gives it.
+func TestReadmeCommandLine(t *testing.T) {
+	w := startWallet(t, t.TempDir())
+	w.waitHealth(t, 10*time.Second, "healthy")
+	register(t, w.url, "dev@example.com", "correct horse battery")
+	doc := readme(t)
+	i := strings.Index(doc, "\n## Command line\n")
+	if i < 0 {
+		t.Fatal(`README has no "## Command line" section`)
+	}
+	section := doc[i+1:]
+	if j := strings.Index(section, "\n## "); j >= 0 {
+		section = section[:j]
+	}
+	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1)
+	if len(blocks) != 1 {
+		t.Fatalf("want one command-line block, got %d", len(blocks))
+	}
+	home := t.TempDir()
+	if err := os.WriteFile(home+"/stripe.key", []byte("sk_test_readmeCommandLine4242\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := "set -euo pipefail\napiwallet() { \"$BIN\" \"$@\"; }\n" +
+		strings.ReplaceAll(blocks[0][1], "http://localhost:6789", w.url) + "\necho \"token: ${AWK:0:4}\"\n"
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = home
+	cmd.Env = cleanEnv("HOME="+home, "BIN="+bin)
+	cmd.Stdin = strings.NewReader("correct horse battery\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("command-line examples failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"logged in to " + w.url, "stored stripe key", "sk_test_…4242", "Stripe test",
+		"token: awk_", "TOTAL", "healthy (database connected"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "readmeCommandLine4242") || strings.Contains(string(out), "correct horse") {
+		t.Fatalf("a secret reached the output:\n%s", out)
+	}
+}

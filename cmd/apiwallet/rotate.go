@@ -11,8 +11,16 @@ import (
 	"time"
 
 	"github.com/apikeywallet/apiwallet"
+	"github.com/apikeywallet/apiwallet/internal/progress"
 	"github.com/apikeywallet/apiwallet/internal/vault"
 )
+
+// rotateFlags defines rotate-master-key's flags, for the command and its help.
+func rotateFlags(fs *flag.FlagSet) (oldEnv, newEnv *string) {
+	oldEnv = fs.String("old-env", "ENCRYPTION_KEY", "`name` of the environment variable holding the current root key")
+	newEnv = fs.String("new-env", "NEW_ENCRYPTION_KEY", "`name` of the environment variable holding the new root key")
+	return oldEnv, newEnv
+}
 
 // rotateMasterKey replaces the root key (ENCRYPTION_KEY). Both keys come
 // from environment variables, never from arguments, which any user of the
@@ -27,8 +35,7 @@ import (
 func rotateMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) error {
 	fs := flag.NewFlagSet("rotate-master-key", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	oldEnv := fs.String("old-env", "ENCRYPTION_KEY", "`name` of the environment variable holding the current root key")
-	newEnv := fs.String("new-env", "NEW_ENCRYPTION_KEY", "`name` of the environment variable holding the new root key")
+	oldEnv, newEnv := rotateFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -78,13 +85,20 @@ func rotateMasterKey(ctx context.Context, args []string, stdout, stderr io.Write
 
 	ev := apiwallet.NewAuditEvent(ctx, "", apiwallet.ActorSystem, "rotate-master-key", "vault.rotate_root", "root_key", "")
 	start := time.Now()
-	res, err := vault.RotateRootKey(ctx, a.db, oldRoot, newRoot, ev)
+	var total int64
+	if err := a.db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM data_keys`).Scan(&total); err != nil {
+		return err
+	}
+	bar := progress.New(stdout, total, "rewrapping data keys")
+	res, err := vault.RotateRootKey(ctx, progressStore{a.db, bar}, oldRoot, newRoot, ev)
 	if err != nil {
+		bar.Abandon()
 		if errors.Is(err, vault.ErrRootKeyMismatch) {
 			return fmt.Errorf("%s does not hold the current root key; nothing was changed: %w", *oldEnv, err)
 		}
 		return fmt.Errorf("rotation failed; nothing was changed: %w", describe(err))
 	}
+	bar.Finish()
 	fmt.Fprintf(stdout, "rotated the root key from version %d to %d: rewrapped %d data keys (protecting %d keys) in one transaction in %v\n",
 		res.FromVersion, res.ToVersion, res.DataKeys, res.Keys, time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "the old key no longer opens anything. Restart every instance with ENCRYPTION_KEY set to the new key "+
@@ -94,4 +108,19 @@ func rotateMasterKey(ctx context.Context, args []string, stdout, stderr io.Write
 			filepath.Join(a.cfg.DataDir, "secrets.json"))
 	}
 	return nil
+}
+
+// progressStore counts each data key rewrapped on bar.
+type progressStore struct {
+	apiwallet.KeyStore
+	bar *progress.Bar
+}
+
+func (s progressStore) RotateRootKey(ctx context.Context, from int, to *apiwallet.RootKey,
+	rewrap func(*apiwallet.DataKey) ([]byte, error), ev *apiwallet.AuditEvent) (*apiwallet.RootRotation, error) {
+	return s.KeyStore.RotateRootKey(ctx, from, to, func(dk *apiwallet.DataKey) ([]byte, error) {
+		b, err := rewrap(dk)
+		s.bar.Add(1)
+		return b, err
+	}, ev)
 }

@@ -23,9 +23,7 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	email := fs.String("email", "", "the user's email address")
-	name := fs.String("name", "", "the user's display name")
-	admin := fs.Bool("admin", false, "give the user the global ADMIN role")
+	email, name, admin := userCreateFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
@@ -51,6 +49,14 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	fmt.Fprintf(stdout, "created %s %s (%s), personal workspace %s\n", u.Role, u.Email, u.ID, u.PersonalWorkspaceID)
 	return nil
+}
+
+// userCreateFlags defines user create's flags, for the command and its help.
+func userCreateFlags(fs *flag.FlagSet) (email, name *string, admin *bool) {
+	email = fs.String("email", "", "the user's email address")
+	name = fs.String("name", "", "the user's display name")
+	admin = fs.Bool("admin", false, "give the user the global ADMIN role")
+	return email, name, admin
 }
 
 // readPassword reads the password from a terminal without echo (asking
