@@ -3,7 +3,7 @@
 # and APIWALLET_TEST_REDIS_URL (bash .ci/run starts both and sets them).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test run build check
+.PHONY: test run build check fuzz fuzz-ci
 
 test: check
 	go test -count=1 -race ./...
@@ -19,3 +19,13 @@ run:
 
 build:
 	go build -o bin/apiwallet ./cmd/apiwallet
+
+# Fuzzing (docs/FUZZING.md): every go test -fuzz target in turn, each for
+# FUZZTIME; executions are appended to fuzz.log. make test runs the seed
+# corpora only. fuzz-ci is the short run CI makes.
+FUZZTIME ?= 10m
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+fuzz-ci:
+	FUZZTIME=10s scripts/fuzz.sh
