@@ -3,7 +3,7 @@
 # and APIWALLET_TEST_REDIS_URL (bash .ci/run starts both and sets them).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test run build check conns soak
+.PHONY: test run build check conns soak fuzz fuzz-ci
 
 test: check
 	go test -count=1 -race -timeout 30m ./...
@@ -30,3 +30,13 @@ conns:
 
 soak:
 	go run ./bench/cmd/stress -mode soak -duration $(SOAK_DURATION) -rate $(SOAK_RATE)
+
+# Fuzzing (docs/FUZZING.md): every go test -fuzz target in turn, each for
+# FUZZTIME; executions are appended to fuzz.log. make test runs the seed
+# corpora only. fuzz-ci is the short run CI makes.
+FUZZTIME ?= 10m
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+fuzz-ci:
+	FUZZTIME=10s scripts/fuzz.sh

@@ -53,7 +53,9 @@ var errBadToken = apiwallet.Errorf(apiwallet.EUNAUTHORIZED, "invalid or expired 
 
 // Parse verifies signature, algorithm, issuer, audience and expiry and
 // returns the claims. Every failure is the same EUNAUTHORIZED error so that
-// the caller learns nothing about why.
+// the caller learns nothing about why. Decoding is strict: the lenient
+// base64 decoder ignores the spare bits of the last character, so each
+// token would be accepted under four spellings.
 func (j *JWT) Parse(token string) (*Claims, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return j.Secret, nil },
@@ -64,6 +66,7 @@ func (j *JWT) Parse(token string) (*Claims, error) {
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(5*time.Second),
 		jwt.WithTimeFunc(j.Now),
+		jwt.WithStrictDecoding(),
 	)
 	if err != nil || c.Subject == "" {
 		return nil, errBadToken

@@ -63,7 +63,7 @@ func (p *Proxy) deliver(c *call) error {
 		if res.ContentLength <= maxMaskedBody {
 			b, err = io.ReadAll(io.LimitReader(res.Body, maxMaskedBody+1))
 			if err == nil && len(b) <= maxMaskedBody {
-				b = bytes.ReplaceAll(b, []byte(mask), []byte(masked))
+				b = maskAll(b, []byte(mask), []byte(masked))
 				h.Set("Content-Length", strconv.Itoa(len(b)))
 				out.writeHeader(res.StatusCode)
 				n, _ := out.Write(b)
@@ -165,7 +165,7 @@ func maskHeaders(h http.Header, mask, masked string) {
 					vv = append([]string(nil), vv...)
 					h[k] = vv
 				}
-				vv[i] = strings.ReplaceAll(v, mask, masked)
+				vv[i] = string(maskAll([]byte(v), []byte(mask), []byte(masked)))
 			}
 		}
 	}
@@ -254,7 +254,7 @@ type maskStream struct {
 }
 
 func (m *maskStream) next(p []byte, final bool) []byte {
-	data := bytes.ReplaceAll(append(m.carry, p...), m.mask, m.masked)
+	data := maskAll(append(m.carry, p...), m.mask, m.masked)
 	if final {
 		m.carry = nil
 		return data
@@ -262,6 +262,17 @@ func (m *maskStream) next(p []byte, final bool) []byte {
 	cut := max(len(data)-(len(m.mask)-1), 0)
 	m.carry = append(m.carry[:0:0], data[cut:]...)
 	return data[:cut]
+}
+
+// maskAll replaces every echo of mask in b. One pass is not enough: the
+// masked form ends with the key's last characters, which with the text
+// after an echo can spell the key again ("aaaaaaaaa" echoed as
+// "aaaaaaaaaaaaaa"). Each pass shortens b, so the loop ends.
+func maskAll(b, mask, masked []byte) []byte {
+	for len(mask) > len(masked) && bytes.Contains(b, mask) {
+		b = bytes.ReplaceAll(b, mask, masked)
+	}
+	return b
 }
 
 // gunzipped returns a gzip-encoded response's body decoded.
