@@ -13,31 +13,34 @@ import (
 )
 
 // testPrefix returns a key prefix unique to t, deleting its keys when t ends.
-func testPrefix(t *testing.T, c *redis.Client) string {
+func testPrefix(t *testing.T, c redis.UniversalClient) string {
 	t.Helper()
 	return testenv.RedisPrefix(t, c, "apiwallet-test:quota:")
 }
 
 // Three counters on three clients, as three wallet instances, share one
-// count.
+// count: on one server, a cluster and Sentinel.
 func TestRedis(t *testing.T) {
-	opt := testenv.RedisOptions(t)
-	admin := testenv.RedisClient(t, opt)
-	testCounter(t, func(t *testing.T, store UsageStore) []Counter {
-		prefix := testPrefix(t, admin)
-		var cs []Counter
-		for range 3 {
-			cs = append(cs, NewRedis(testenv.RedisClient(t, opt), prefix, store))
-		}
-		return cs
+	testenv.ForEachRedis(t, func(t *testing.T, url string, admin redis.UniversalClient) {
+		testCounter(t, func(t *testing.T, store UsageStore) []Counter {
+			prefix := testPrefix(t, admin)
+			var cs []Counter
+			for range 3 {
+				cs = append(cs, NewRedis(testenv.RedisUniversal(t, url), prefix, store))
+			}
+			return cs
+		})
 	})
 }
 
 // The counter key is named by workspace and month and expires about 40
 // days after it is made; the store is read only while it is missing.
 func TestRedisKey(t *testing.T) {
+	testenv.ForEachRedis(t, testRedisKey)
+}
+
+func testRedisKey(t *testing.T, _ string, c redis.UniversalClient) {
 	ctx := context.Background()
-	c := testenv.RedisClient(t, testenv.RedisOptions(t))
 	prefix := testPrefix(t, c)
 	store := newFakeStore()
 	now := time.Now()

@@ -25,13 +25,19 @@ func testPrefix(t *testing.T, c redis.UniversalClient) string {
 	return testenv.RedisPrefix(t, c, "apiwallet-test:ratelimit:")
 }
 
+// The conformance tests of every limiter, on one server, a cluster and
+// Sentinel.
 func TestRedisBehaviour(t *testing.T) {
-	c := testRedisClient(t)
-	testLimiter(t, func(t *testing.T) Limiter { return NewRedis(c, testPrefix(t, c)) })
+	testenv.ForEachRedis(t, func(t *testing.T, _ string, c redis.UniversalClient) {
+		testLimiter(t, func(t *testing.T) Limiter { return NewRedis(c, testPrefix(t, c)) })
+	})
 }
 
 func TestRedisKeyExpiresAtReset(t *testing.T) {
-	c := testRedisClient(t)
+	testenv.ForEachRedis(t, testRedisKeyExpiresAtReset)
+}
+
+func testRedisKeyExpiresAtReset(t *testing.T, _ string, c redis.UniversalClient) {
 	prefix := testPrefix(t, c)
 	l := NewRedis(c, prefix)
 	ctx := context.Background()
@@ -65,7 +71,11 @@ func TestRedisKeyExpiresAtReset(t *testing.T) {
 }
 
 func TestRedisScriptReloadedAfterFlush(t *testing.T) {
-	c := testRedisClient(t)
+	testenv.ForEachRedis(t, testRedisScriptReloadedAfterFlush)
+}
+
+// On a cluster SCRIPT FLUSH empties every master's script cache.
+func testRedisScriptReloadedAfterFlush(t *testing.T, _ string, c redis.UniversalClient) {
 	l := NewRedis(c, testPrefix(t, c))
 	ctx := context.Background()
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
@@ -79,14 +89,14 @@ func TestRedisScriptReloadedAfterFlush(t *testing.T) {
 // Three wallet instances, each with its own client, 50 goroutines each, on
 // one key: exactly Rate allowed in all.
 func TestRedisInstancesShareOneLimit(t *testing.T) {
-	first := testRedisClient(t)
+	testenv.ForEachRedis(t, testRedisInstancesShareOneLimit)
+}
+
+func testRedisInstancesShareOneLimit(t *testing.T, url string, first redis.UniversalClient) {
 	prefix := testPrefix(t, first)
-	opt := first.Options()
 	limiters := []*Redis{NewRedis(first, prefix)}
 	for range 2 {
-		c := redis.NewClient(opt)
-		t.Cleanup(func() { c.Close() })
-		limiters = append(limiters, NewRedis(c, prefix))
+		limiters = append(limiters, NewRedis(testenv.RedisUniversal(t, url), prefix))
 	}
 	ctx := context.Background()
 	lim := Limit{Rate: 100, Period: time.Minute}
