@@ -93,7 +93,7 @@ func openApp(ctx context.Context, stderr io.Writer, environ []string) (*app, err
 		a.quota = qf
 		a.closers = append(a.closers, a.redis.Close, fb.Close, qf.Close)
 	}
-	log.Info("storage ready", "database", a.db.Dialect(), "redis", redisMode)
+	log.Info("storage ready", "database", a.db.Dialect(), "read_replica", cfg.DatabaseReadURL != "", "redis", redisMode)
 	return a, nil
 }
 
@@ -158,6 +158,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	defer a.close()
 
 	deps := wallet.Deps{Config: a.cfg, DB: a.db, Log: a.log, Limiter: a.limiter, Quota: a.quota}
+	// The replica serves only; migrations reach it through replication.
+	if a.cfg.DatabaseReadURL != "" {
+		if deps.ReadDB, err = sqldb.OpenReadReplica(ctx, a.cfg.DatabaseReadURL); err != nil {
+			return fmt.Errorf("DATABASE_READ_URL: %w", err)
+		}
+		a.closers = append(a.closers, deps.ReadDB.Close)
+	}
 	if a.redis != nil {
 		deps.Redis = redisPinger{a.redis}
 	}
