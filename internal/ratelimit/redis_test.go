@@ -2,11 +2,13 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/apikeywallet/apiwallet/internal/redisconn"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
 	"github.com/redis/go-redis/v9"
 )
@@ -129,4 +131,47 @@ func testRedisInstancesShareOneLimit(t *testing.T, url string, first redis.Unive
 	close(start)
 	wg.Wait()
 	checkExactly100(t, allowed.Load(), time.Since(began))
+}
+
+// On a cluster the buckets of different keys live on different masters,
+// each decided by its own node: the cluster tests above really span
+// nodes, and no script needs keys from two of them.
+func TestRedisClusterSpreadsBuckets(t *testing.T) {
+	c := testenv.RedisUniversal(t, testenv.RedisClusterURL(t))
+	prefix := testPrefix(t, c)
+	l := NewRedis(c, prefix)
+	ctx := context.Background()
+	for i := range 30 {
+		if d, err := l.Allow(ctx, fmt.Sprintf("ws_%d", i), PerMinute(1), 1); err != nil || !d.Allowed {
+			t.Fatalf("Allow ws_%d: %+v, %v", i, d, err)
+		}
+		if d, err := l.Allow(ctx, fmt.Sprintf("ws_%d", i), PerMinute(1), 1); err != nil || d.Allowed {
+			t.Fatalf("second Allow ws_%d: %+v, %v", i, d, err)
+		}
+	}
+	var mu sync.Mutex
+	perNode := map[string]int{}
+	err := redisconn.ForEachNode(ctx, c, func(ctx context.Context, n redis.UniversalClient) error {
+		keys, err := n.Keys(ctx, prefix+"*").Result()
+		mu.Lock()
+		perNode[n.(*redis.Client).Options().Addr] = len(keys)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, k := range perNode {
+		total += k
+	}
+	t.Logf("30 buckets over the masters: %v", perNode)
+	if len(perNode) < 3 || total != 30 {
+		t.Fatalf("buckets per master %v, want 30 over at least 3 masters", perNode)
+	}
+	for addr, k := range perNode {
+		if k == 0 {
+			t.Fatalf("no bucket on master %s: %v", addr, perNode)
+		}
+	}
 }
