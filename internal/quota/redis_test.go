@@ -153,3 +153,48 @@ func TestFallback(t *testing.T) {
 		}
 	}
 }
+
+// A Sentinel failover: the counter follows the Sentinel to the promoted
+// replica, which holds the count replicated before the switch.
+func TestRedisSentinelFailover(t *testing.T) {
+	ctx := context.Background()
+	set := testenv.StartSentinelSet(t)
+	c := testenv.RedisUniversal(t, set.URL())
+	store := newFakeStore()
+	now := time.Now()
+	r := NewRedis(c, "apiwallet:quota:", store)
+	for range 10 {
+		if _, err := r.Reserve(ctx, "ws_f", now, 100, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The count has reached the replica before the switch (replication is
+	// asynchronous: WAIT makes it so).
+	if n, err := c.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT: %d replicas, %v", n, err)
+	}
+	set.Failover()
+	var res Reservation
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if res, err = r.Reserve(ctx, "ws_f", now, 100, true); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reservation 10 s after the failover: %v", err)
+		}
+	}
+	if res.Used != 11 {
+		t.Fatalf("after the failover the count is %d, want 11", res.Used)
+	}
+	role, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil || role[0] != "master" {
+		t.Fatalf("the client talks to ROLE %v, %v", role, err)
+	}
+	if m, _ := set.Master(ctx); m != set.ReplicaAddr {
+		t.Fatalf("master %s, want the promoted replica %s", m, set.ReplicaAddr)
+	}
+	if q := store.queries.Load(); q != 1 {
+		t.Fatalf("%d store queries: the promoted replica lost the counter", q)
+	}
+}
