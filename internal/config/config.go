@@ -30,10 +30,11 @@ type Config struct {
 	DataDir     string
 	DatabaseURL string // empty: SQLite under DataDir
 	RedisURL    string // empty: in-process limits and caches
+	GatewayURL  string
+
 	// DatabaseReadURL is a PostgreSQL read replica of DatabaseURL that
 	// serves the usage analytics (empty: DatabaseURL serves them).
 	DatabaseReadURL string
-	GatewayURL      string
 
 	JWTSecret    []byte
 	JWTExpiresIn time.Duration
@@ -128,15 +129,14 @@ func Load(environ []string) (*Config, error) {
 
 	mode := strings.ToLower(firstNonEmpty(env["APP_ENV"], env["NODE_ENV"], "development"))
 	c := &Config{
-		Production:      mode == "production",
-		DataDir:         firstNonEmpty(env["APIWALLET_DATA_DIR"], "data"),
-		DatabaseURL:     env["DATABASE_URL"],
-		RedisURL:        env["REDIS_URL"],
-		DatabaseReadURL: env["DATABASE_READ_URL"],
-		GatewayURL:      strings.TrimRight(env["GATEWAY_URL"], "/"),
-		JWTAudience:     firstNonEmpty(env["JWT_AUDIENCE"], "apiwallet"),
-		FallbackKeys:    map[string]string{},
-		BaseURLs:        map[string]string{},
+		Production:   mode == "production",
+		DataDir:      firstNonEmpty(env["APIWALLET_DATA_DIR"], "data"),
+		DatabaseURL:  env["DATABASE_URL"],
+		RedisURL:     env["REDIS_URL"],
+		GatewayURL:   strings.TrimRight(env["GATEWAY_URL"], "/"),
+		JWTAudience:  firstNonEmpty(env["JWT_AUDIENCE"], "apiwallet"),
+		FallbackKeys: map[string]string{},
+		BaseURLs:     map[string]string{},
 
 		StripeWebhookSecret: env["STRIPE_WEBHOOK_SECRET"],
 		StripeSecretKey:     env["STRIPE_SECRET_KEY"],
@@ -202,6 +202,7 @@ func Load(environ []string) (*Config, error) {
 			bad("DATABASE_URL must be a postgres:// or postgresql:// URL, or a SQLite file path")
 		}
 	}
+	c.DatabaseReadURL = env["DATABASE_READ_URL"]
 	if c.DatabaseReadURL != "" {
 		u, err := url.Parse(c.DatabaseReadURL)
 		switch {
