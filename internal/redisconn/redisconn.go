@@ -139,11 +139,11 @@ func Parse(raw string) (*Options, error) {
 	if parts[0] == "" || len(parts) > 2 {
 		return nil, errors.New("redis+sentinel:// needs the master's name as the path: redis+sentinel://host:port/master[/db]")
 	}
-	master, err := url.PathUnescape(parts[0])
+	name, err := url.PathUnescape(parts[0])
 	if err != nil {
 		return nil, clean(err)
 	}
-	q.Set("master_name", master)
+	q.Set("master_name", name)
 	if len(parts) == 2 {
 		if _, err := strconv.Atoi(parts[1]); err != nil {
 			return nil, fmt.Errorf("bad database number %q", parts[1])
@@ -156,11 +156,7 @@ func Parse(raw string) (*Options, error) {
 	// go-redis takes the URL's userinfo for the sentinels' credentials and
 	// the master's from parameters; this form has it the other way round,
 	// as the master's are the ones every deployment with auth sets.
-	user, password := "", ""
-	if u.User != nil {
-		user = u.User.Username()
-		password, _ = u.User.Password()
-	}
+	master := u.User
 	u.User = nil
 	if sentinelUser != "" || sentinelPassword != "" {
 		u.User = url.UserPassword(sentinelUser, sentinelPassword)
@@ -170,7 +166,10 @@ func Parse(raw string) (*Options, error) {
 	if err != nil {
 		return nil, clean(err)
 	}
-	o.Username, o.Password = user, password
+	if master != nil {
+		o.Username = master.Username()
+		o.Password, _ = master.Password()
+	}
 	return &Options{Mode: Sentinel, Failover: o}, nil
 }
 

@@ -32,7 +32,8 @@ func TestParse(t *testing.T) {
 		f.SentinelPassword != "sp" || f.PoolSize != 7 || !slices.Equal(f.SentinelAddrs, []string{"s1:26379", "s2:26380"}) {
 		t.Fatalf("sentinel: %+v", f)
 	}
-	if o, err := Parse("redis+sentinel://s1:26379/m"); err != nil || o.Failover.DB != 0 || o.Failover.SentinelPassword != "" {
+	if o, err := Parse("redis+sentinel://s1:26379/m?password=pw"); err != nil || o.Failover.DB != 0 || o.Failover.SentinelPassword != "" ||
+		o.Failover.Password != "pw" {
 		t.Fatalf("sentinel, no db: %+v %v", o, err)
 	}
 
