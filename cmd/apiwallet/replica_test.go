@@ -13,7 +13,7 @@ import (
 )
 
 func TestReadReplicaServesUsage(t *testing.T) {
-	primary, replica := testenv.PostgresReplica(t)
+	primary, replica := testenv.PostgresReplicaAlone(t) // it pauses the replica
 	stub := newStub(t)
 	c := startCluster(t, 1, "DATABASE_URL="+primary, "DATABASE_READ_URL="+replica,
 		"MAX_REQUESTS_PER_MINUTE=100000", "OPENAI_BASE_URL="+stub.URL)

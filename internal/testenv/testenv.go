@@ -16,6 +16,8 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,7 +99,38 @@ const PostgresReplicaOfEnv = "APIWALLET_TEST_DATABASE_REPLICA_OF"
 // It skips t (fails it under CI=true) when either variable is unset.
 func PostgresReplica(t testing.TB) (primary, replica string) {
 	t.Helper()
+	return postgresReplica(t, false)
+}
+
+// PostgresReplicaAlone is PostgresReplica for a test that pauses the
+// replica's replay (pg_wal_replay_pause): it waits until no other test,
+// in any test process, is using the replica, and keeps the others waiting
+// until it ends.
+func PostgresReplicaAlone(t testing.TB) (primary, replica string) {
+	t.Helper()
+	return postgresReplica(t, true)
+}
+
+func postgresReplica(t testing.TB, alone bool) (primary, replica string) {
+	t.Helper()
 	readAdmin := Require(t, PostgresReadEnv)
+	Require(t, PostgresReplicaOfEnv)
+	// Test packages run in parallel processes on the one replica: an
+	// advisory file lock shared by all of them serialises a pause with
+	// every other use.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "apiwallet-test-replica.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	how := syscall.LOCK_SH
+	if alone {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(lock.Fd()), how); err != nil {
+		lock.Close()
+		t.Fatalf("lock the test replica: %v", err)
+	}
+	t.Cleanup(func() { lock.Close() }) // closing releases the lock
 	primary = postgresURLOn(t, PostgresReplicaOfEnv, Require(t, PostgresReplicaOfEnv))
 	pu, err := url.Parse(primary)
 	if err != nil {
