@@ -23,6 +23,7 @@ import (
 	"github.com/apikeywallet/apiwallet/internal/proxy"
 	"github.com/apikeywallet/apiwallet/internal/quota"
 	"github.com/apikeywallet/apiwallet/internal/ratelimit"
+	"github.com/apikeywallet/apiwallet/internal/redisconn"
 	"github.com/apikeywallet/apiwallet/internal/server"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
 	"github.com/apikeywallet/apiwallet/internal/wallet"
@@ -33,7 +34,7 @@ type app struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	db      *sqldb.DB
-	redis   *redis.Client
+	redis   redis.UniversalClient
 	limiter ratelimit.Limiter
 	// quota counts monthly plan quotas: in process, or in Redis (falling
 	// back to per-instance shares while Redis is down).
@@ -73,24 +74,26 @@ func openApp(ctx context.Context, stderr io.Writer, environ []string) (*app, err
 		a.close()
 		return nil, err
 	}
+	redisMode := "none"
 	local := ratelimit.NewMemory(time.Now)
 	a.limiter = local
 	a.quota = quota.NewMemory(a.db, 1)
 	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		opts, err := redisconn.Parse(cfg.RedisURL)
 		if err != nil {
 			a.close()
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, time.Second, time.Second
-		a.redis = redis.NewClient(opts)
+		opts.SetTimeouts(2*time.Second, time.Second, time.Second)
+		a.redis = opts.NewClient()
+		redisMode = string(opts.Mode)
 		fb := ratelimit.NewFallback(ratelimit.NewRedis(a.redis, "apiwallet:rl:"), local, cfg.Instances, log)
 		a.limiter = fb
 		qf := quota.NewFallback(quota.NewRedis(a.redis, "apiwallet:quota:", a.db), quota.NewMemory(a.db, cfg.Instances), log)
 		a.quota = qf
 		a.closers = append(a.closers, a.redis.Close, fb.Close, qf.Close)
 	}
-	log.Info("storage ready", "database", a.db.Dialect(), "redis", cfg.RedisURL != "")
+	log.Info("storage ready", "database", a.db.Dialect(), "read_replica", cfg.DatabaseReadURL != "", "redis", redisMode)
 	return a, nil
 }
 
@@ -106,7 +109,9 @@ func (a *app) authService() *auth.Service {
 	return wallet.NewAuth(a.cfg, a.db, a.limiter, a.log)
 }
 
-// invalidationChannel carries cache invalidations between instances.
+// invalidationChannel carries cache invalidations between instances. It
+// is a plain (not sharded) channel: on a Redis Cluster a PUBLISH reaches
+// the subscribers on every node, wherever each instance subscribed.
 const invalidationChannel = "apiwallet:invalidate"
 
 // invalidateOnCommit empties the proxy's caches after every committed
@@ -138,7 +143,7 @@ func (a *app) invalidateOnCommit(ctx context.Context, epoch *proxy.Epoch, onRemo
 }
 
 // redisPinger adapts a go-redis client to api.Pinger.
-type redisPinger struct{ c *redis.Client }
+type redisPinger struct{ c redis.UniversalClient }
 
 func (p redisPinger) Ping(ctx context.Context) error { return p.c.Ping(ctx).Err() }
 
@@ -153,6 +158,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	defer a.close()
 
 	deps := wallet.Deps{Config: a.cfg, DB: a.db, Log: a.log, Limiter: a.limiter, Quota: a.quota}
+	// The replica serves only; migrations reach it through replication.
+	if a.cfg.DatabaseReadURL != "" {
+		if deps.ReadDB, err = sqldb.OpenReadReplica(ctx, a.cfg.DatabaseReadURL); err != nil {
+			return fmt.Errorf("DATABASE_READ_URL: %w", err)
+		}
+		a.closers = append(a.closers, deps.ReadDB.Close)
+	}
 	if a.redis != nil {
 		deps.Redis = redisPinger{a.redis}
 	}

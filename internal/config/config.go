@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apikeywallet/apiwallet/internal/redisconn"
 	"github.com/apikeywallet/apiwallet/internal/vault"
 )
 
@@ -30,6 +31,10 @@ type Config struct {
 	DatabaseURL string // empty: SQLite under DataDir
 	RedisURL    string // empty: in-process limits and caches
 	GatewayURL  string
+
+	// DatabaseReadURL is a PostgreSQL read replica of DatabaseURL that
+	// serves the usage analytics (empty: DatabaseURL serves them).
+	DatabaseReadURL string
 
 	JWTSecret    []byte
 	JWTExpiresIn time.Duration
@@ -203,9 +208,19 @@ func Load(environ []string) (*Config, error) {
 			bad("DATABASE_URL must be a postgres:// or postgresql:// URL, or a SQLite file path")
 		}
 	}
+	c.DatabaseReadURL = env["DATABASE_READ_URL"]
+	if c.DatabaseReadURL != "" {
+		u, err := url.Parse(c.DatabaseReadURL)
+		switch {
+		case err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql"):
+			bad("DATABASE_READ_URL must be a postgres:// or postgresql:// URL (a read replica of DATABASE_URL)")
+		case !isPostgresURL(c.DatabaseURL):
+			bad("DATABASE_READ_URL is a read replica of DATABASE_URL, which must then be a PostgreSQL URL as well")
+		}
+	}
 	if c.RedisURL != "" {
-		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-			bad("REDIS_URL must be a redis:// or rediss:// URL")
+		if _, err := redisconn.Parse(c.RedisURL); err != nil {
+			bad("REDIS_URL: %v (want redis://host:port/db, redis+cluster://host:port,host:port or redis+sentinel://host:port,host:port/master/db)", err)
 		}
 	}
 	if c.GatewayURL != "" {
@@ -395,4 +410,10 @@ func durationVar(env map[string]string, name string, def time.Duration, bad func
 		return def
 	}
 	return d
+}
+
+// isPostgresURL reports whether a DATABASE_URL names PostgreSQL.
+func isPostgresURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql")
 }

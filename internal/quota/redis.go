@@ -75,6 +75,10 @@ func IsRedisError(err error) bool {
 // a month reads the month's count from the usage store and initialises the
 // key with it (SET inside the script, so concurrent initialisers agree:
 // the first one wins and the others count on top of it).
+//
+// Each script touches one key, KEYS[1], so they run unchanged on a Redis
+// Cluster (the client sends each to its key's node). A script that ever
+// touches two keys must give them one hash tag, e.g. {workspace id}.
 type Redis struct {
 	client redis.UniversalClient
 	prefix string

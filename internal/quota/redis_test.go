@@ -13,31 +13,34 @@ import (
 )
 
 // testPrefix returns a key prefix unique to t, deleting its keys when t ends.
-func testPrefix(t *testing.T, c *redis.Client) string {
+func testPrefix(t *testing.T, c redis.UniversalClient) string {
 	t.Helper()
 	return testenv.RedisPrefix(t, c, "apiwallet-test:quota:")
 }
 
 // Three counters on three clients, as three wallet instances, share one
-// count.
+// count: on one server, a cluster and Sentinel.
 func TestRedis(t *testing.T) {
-	opt := testenv.RedisOptions(t)
-	admin := testenv.RedisClient(t, opt)
-	testCounter(t, func(t *testing.T, store UsageStore) []Counter {
-		prefix := testPrefix(t, admin)
-		var cs []Counter
-		for range 3 {
-			cs = append(cs, NewRedis(testenv.RedisClient(t, opt), prefix, store))
-		}
-		return cs
+	testenv.ForEachRedis(t, func(t *testing.T, url string, admin redis.UniversalClient) {
+		testCounter(t, func(t *testing.T, store UsageStore) []Counter {
+			prefix := testPrefix(t, admin)
+			var cs []Counter
+			for range 3 {
+				cs = append(cs, NewRedis(testenv.RedisUniversal(t, url), prefix, store))
+			}
+			return cs
+		})
 	})
 }
 
 // The counter key is named by workspace and month and expires about 40
 // days after it is made; the store is read only while it is missing.
 func TestRedisKey(t *testing.T) {
+	testenv.ForEachRedis(t, testRedisKey)
+}
+
+func testRedisKey(t *testing.T, _ string, c redis.UniversalClient) {
 	ctx := context.Background()
-	c := testenv.RedisClient(t, testenv.RedisOptions(t))
 	prefix := testPrefix(t, c)
 	store := newFakeStore()
 	now := time.Now()
@@ -148,5 +151,50 @@ func TestFallback(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())
 		}
+	}
+}
+
+// A Sentinel failover: the counter follows the Sentinel to the promoted
+// replica, which holds the count replicated before the switch.
+func TestRedisSentinelFailover(t *testing.T) {
+	ctx := context.Background()
+	set := testenv.StartSentinelSet(t)
+	c := testenv.RedisUniversal(t, set.URL())
+	store := newFakeStore()
+	now := time.Now()
+	r := NewRedis(c, "apiwallet:quota:", store)
+	for range 10 {
+		if _, err := r.Reserve(ctx, "ws_f", now, 100, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The count has reached the replica before the switch (replication is
+	// asynchronous: WAIT makes it so).
+	if n, err := c.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT: %d replicas, %v", n, err)
+	}
+	set.Failover()
+	var res Reservation
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if res, err = r.Reserve(ctx, "ws_f", now, 100, true); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reservation 10 s after the failover: %v", err)
+		}
+	}
+	if res.Used != 11 {
+		t.Fatalf("after the failover the count is %d, want 11", res.Used)
+	}
+	role, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil || role[0] != "master" {
+		t.Fatalf("the client talks to ROLE %v, %v", role, err)
+	}
+	if m, _ := set.Master(ctx); m != set.ReplicaAddr {
+		t.Fatalf("master %s, want the promoted replica %s", m, set.ReplicaAddr)
+	}
+	if q := store.queries.Load(); q != 1 {
+		t.Fatalf("%d store queries: the promoted replica lost the counter", q)
 	}
 }

@@ -48,6 +48,10 @@ var gcraLua = redis.NewScript(gcraScript)
 // script is not cached yet), timed by the Redis server's clock so that
 // instances whose clocks disagree still agree on the limit. Each bucket key
 // expires (PX) when its bucket is full again.
+//
+// The script touches one key, KEYS[1], so it runs unchanged on a Redis
+// Cluster (the client sends it to the key's node). A script that ever
+// touches two keys must give them one hash tag, e.g. {workspace id}.
 type Redis struct {
 	client redis.UniversalClient
 	prefix string

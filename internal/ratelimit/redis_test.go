@@ -2,11 +2,13 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/apikeywallet/apiwallet/internal/redisconn"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
 	"github.com/redis/go-redis/v9"
 )
@@ -25,13 +27,19 @@ func testPrefix(t *testing.T, c redis.UniversalClient) string {
 	return testenv.RedisPrefix(t, c, "apiwallet-test:ratelimit:")
 }
 
+// The conformance tests of every limiter, on one server, a cluster and
+// Sentinel.
 func TestRedisBehaviour(t *testing.T) {
-	c := testRedisClient(t)
-	testLimiter(t, func(t *testing.T) Limiter { return NewRedis(c, testPrefix(t, c)) })
+	testenv.ForEachRedis(t, func(t *testing.T, _ string, c redis.UniversalClient) {
+		testLimiter(t, func(t *testing.T) Limiter { return NewRedis(c, testPrefix(t, c)) })
+	})
 }
 
 func TestRedisKeyExpiresAtReset(t *testing.T) {
-	c := testRedisClient(t)
+	testenv.ForEachRedis(t, testRedisKeyExpiresAtReset)
+}
+
+func testRedisKeyExpiresAtReset(t *testing.T, _ string, c redis.UniversalClient) {
 	prefix := testPrefix(t, c)
 	l := NewRedis(c, prefix)
 	ctx := context.Background()
@@ -65,7 +73,11 @@ func TestRedisKeyExpiresAtReset(t *testing.T) {
 }
 
 func TestRedisScriptReloadedAfterFlush(t *testing.T) {
-	c := testRedisClient(t)
+	testenv.ForEachRedis(t, testRedisScriptReloadedAfterFlush)
+}
+
+// On a cluster SCRIPT FLUSH empties every master's script cache.
+func testRedisScriptReloadedAfterFlush(t *testing.T, _ string, c redis.UniversalClient) {
 	l := NewRedis(c, testPrefix(t, c))
 	ctx := context.Background()
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
@@ -79,14 +91,14 @@ func TestRedisScriptReloadedAfterFlush(t *testing.T) {
 // Three wallet instances, each with its own client, 50 goroutines each, on
 // one key: exactly Rate allowed in all.
 func TestRedisInstancesShareOneLimit(t *testing.T) {
-	first := testRedisClient(t)
+	testenv.ForEachRedis(t, testRedisInstancesShareOneLimit)
+}
+
+func testRedisInstancesShareOneLimit(t *testing.T, url string, first redis.UniversalClient) {
 	prefix := testPrefix(t, first)
-	opt := first.Options()
 	limiters := []*Redis{NewRedis(first, prefix)}
 	for range 2 {
-		c := redis.NewClient(opt)
-		t.Cleanup(func() { c.Close() })
-		limiters = append(limiters, NewRedis(c, prefix))
+		limiters = append(limiters, NewRedis(testenv.RedisUniversal(t, url), prefix))
 	}
 	ctx := context.Background()
 	lim := Limit{Rate: 100, Period: time.Minute}
@@ -119,4 +131,47 @@ func TestRedisInstancesShareOneLimit(t *testing.T) {
 	close(start)
 	wg.Wait()
 	checkExactly100(t, allowed.Load(), time.Since(began))
+}
+
+// On a cluster the buckets of different keys live on different masters,
+// each decided by its own node: the cluster tests above really span
+// nodes, and no script needs keys from two of them.
+func TestRedisClusterSpreadsBuckets(t *testing.T) {
+	c := testenv.RedisUniversal(t, testenv.RedisClusterURL(t))
+	prefix := testPrefix(t, c)
+	l := NewRedis(c, prefix)
+	ctx := context.Background()
+	for i := range 30 {
+		if d, err := l.Allow(ctx, fmt.Sprintf("ws_%d", i), PerMinute(1), 1); err != nil || !d.Allowed {
+			t.Fatalf("Allow ws_%d: %+v, %v", i, d, err)
+		}
+		if d, err := l.Allow(ctx, fmt.Sprintf("ws_%d", i), PerMinute(1), 1); err != nil || d.Allowed {
+			t.Fatalf("second Allow ws_%d: %+v, %v", i, d, err)
+		}
+	}
+	var mu sync.Mutex
+	perNode := map[string]int{}
+	err := redisconn.ForEachNode(ctx, c, func(ctx context.Context, n redis.UniversalClient) error {
+		keys, err := n.Keys(ctx, prefix+"*").Result()
+		mu.Lock()
+		perNode[n.(*redis.Client).Options().Addr] = len(keys)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, k := range perNode {
+		total += k
+	}
+	t.Logf("30 buckets over the masters: %v", perNode)
+	if len(perNode) < 3 || total != 30 {
+		t.Fatalf("buckets per master %v, want 30 over at least 3 masters", perNode)
+	}
+	for addr, k := range perNode {
+		if k == 0 {
+			t.Fatalf("no bucket on master %s: %v", addr, perNode)
+		}
+	}
 }

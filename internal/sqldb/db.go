@@ -97,6 +97,28 @@ func Open(ctx context.Context, dsn, dataDir string) (*DB, error) {
 	return db, nil
 }
 
+// OpenReadReplica connects to a PostgreSQL read replica (a hot standby of
+// the database Open connects to) for reads that may lag the primary: the
+// usage analytics. Its sessions are read-only (default_transaction_read_only),
+// so a replica URL that names a primary by mistake still writes nothing.
+// Never migrate it: migrations reach it through replication.
+func OpenReadReplica(ctx context.Context, dsn string) (*DB, error) {
+	if !IsPostgresURL(dsn) {
+		return nil, errors.New("a read replica must be a postgres:// or postgresql:// URL")
+	}
+	db, err := openPostgresWith(dsn, map[string]string{"default_transaction_read_only": "on"})
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.db.PingContext(pctx); err != nil {
+		db.db.Close()
+		return nil, fmt.Errorf("connect to the postgres read replica: %w", err)
+	}
+	return db, nil
+}
+
 // IsPostgresURL reports whether dsn selects the PostgreSQL backend.
 func IsPostgresURL(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")

@@ -1,21 +1,29 @@
 package sqldb
 
 import (
-	"database/sql"
 	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
 
-func openPostgres(dsn string) (*DB, error) {
-	db, err := sql.Open("pgx", dsn)
+func openPostgres(dsn string) (*DB, error) { return openPostgresWith(dsn, nil) }
+
+// openPostgresWith opens dsn with extra run-time parameters set on every
+// session.
+func openPostgresWith(dsn string, params map[string]string) (*DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, err
 	}
+	for k, v := range params {
+		cfg.RuntimeParams[k] = v
+	}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(25)
 	db.SetMaxIdleConns(25)
 	db.SetConnMaxIdleTime(5 * time.Minute)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/apikeywallet/apiwallet/internal/redisconn"
 )
 
 // RedisOptions returns APIWALLET_TEST_REDIS_URL parsed, skipping t (failing
@@ -40,7 +42,8 @@ func RedisClient(t testing.TB, opt *redis.Options) *redis.Client {
 }
 
 // RedisPrefix returns a key prefix unique to t, beginning with base, and
-// deletes every key under it from c when t ends.
+// deletes every key under it from c when t ends (from every master, when
+// c is a cluster client).
 func RedisPrefix(t testing.TB, c redis.UniversalClient, base string) string {
 	t.Helper()
 	var b [6]byte
@@ -49,15 +52,83 @@ func RedisPrefix(t testing.TB, c redis.UniversalClient, base string) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
+		err := redisconn.ForEachNode(ctx, c, func(ctx context.Context, n redis.UniversalClient) error {
+			iter := n.Scan(ctx, 0, prefix+"*", 100).Iterator()
+			for iter.Next(ctx) {
+				n.Del(ctx, iter.Val())
+			}
+			return iter.Err()
+		})
+		if err != nil {
 			t.Errorf("clean up %s*: %v", prefix, err)
 		}
 	})
 	return prefix
+}
+
+// RedisClusterEnv names the variable holding a redis+cluster:// URL of a
+// Redis Cluster (.ci/setup/10-redis-cluster.sh starts one).
+const RedisClusterEnv = "APIWALLET_TEST_REDIS_CLUSTER_URL"
+
+// RedisSentinelEnv names the variable holding a redis+sentinel:// URL of a
+// master watched by Sentinel.
+const RedisSentinelEnv = "APIWALLET_TEST_REDIS_SENTINEL_URL"
+
+// RedisClusterURL returns APIWALLET_TEST_REDIS_CLUSTER_URL, skipping t
+// (failing it under CI=true) when it is unset.
+func RedisClusterURL(t testing.TB) string {
+	t.Helper()
+	return Require(t, RedisClusterEnv)
+}
+
+// RedisSentinelURL returns APIWALLET_TEST_REDIS_SENTINEL_URL, skipping t
+// (failing it under CI=true) when it is unset.
+func RedisSentinelURL(t testing.TB) string {
+	t.Helper()
+	return Require(t, RedisSentinelEnv)
+}
+
+// RedisDeployment is one kind of Redis a REDIS_URL may name, and the
+// variable naming the test server of that kind.
+type RedisDeployment struct{ Name, Env string }
+
+// RedisDeployments are the kinds every Redis conformance test runs on:
+// one server, a cluster and a master behind Sentinel.
+var RedisDeployments = []RedisDeployment{
+	{"single", RedisEnv},
+	{"cluster", RedisClusterEnv},
+	{"sentinel", RedisSentinelEnv},
+}
+
+// ForEachRedis runs fn as a subtest on each of RedisDeployments, with a
+// client of its own (closed when the subtest ends) and the URL it was made
+// from. A deployment whose variable is unset skips (fails under CI=true).
+func ForEachRedis(t *testing.T, fn func(t *testing.T, url string, c redis.UniversalClient)) {
+	t.Helper()
+	for _, d := range RedisDeployments {
+		t.Run(d.Name, func(t *testing.T) {
+			u := Require(t, d.Env)
+			fn(t, u, RedisUniversal(t, u))
+		})
+	}
+}
+
+// RedisUniversal returns a client for any REDIS_URL form that answered a
+// PING, closed when t ends.
+func RedisUniversal(t testing.TB, rawURL string) redis.UniversalClient {
+	t.Helper()
+	opt, err := redisconn.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("parse redis URL: %v", err)
+	}
+	c := opt.NewClient()
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redis at %v: %v", opt.Addrs(), err)
+	}
+	return c
 }
 
 // RedisServer is a redis-server process of a test's own, in memory only:

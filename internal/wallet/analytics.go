@@ -36,7 +36,10 @@ func (s routerStates) KeyState(keyID string, now time.Time) analytics.KeyState {
 	return analytics.KeyState{}
 }
 
-func newAnalytics(db *sqldb.DB, cat *catalog.Catalog, router *routing.Router, w *Wallet) *analytics.Service {
-	return &analytics.Service{Store: db, Keys: db, Tokens: db, Members: db, Services: catalogServices{cat},
-		States: routerStates{router}, Plans: w.Billing, Fleet: db}
+// newAnalytics reads the usage rollups from read (the primary, or its
+// read replica) and the keys, tokens and members that label them from db,
+// so that a key made a moment ago already has its name.
+func newAnalytics(db, read *sqldb.DB, cat *catalog.Catalog, router *routing.Router, w *Wallet) *analytics.Service {
+	return &analytics.Service{Store: read, Keys: db, Tokens: db, Members: db, Services: catalogServices{cat},
+		States: routerStates{router}, Plans: w.Billing, Fleet: read}
 }

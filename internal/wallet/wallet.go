@@ -5,6 +5,7 @@
 package wallet
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,11 @@ type Deps struct {
 	// means in this process only (a single instance).
 	Limiter ratelimit.Limiter
 	Quota   quota.Counter
+	// ReadDB, when set, is a read replica of DB (DATABASE_READ_URL) that
+	// serves the usage analytics: /usage and its reports and the business
+	// report's figures. They may lag DB by the replica's replay delay;
+	// everything that writes, or reads back what it wrote, uses DB.
+	ReadDB *sqldb.DB
 	// Redis, when set, is reported by the health check.
 	Redis api.Pinger
 	// Metering and Alerts tune the background writers (tests shorten
@@ -124,7 +130,7 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 		Accounts: &account.Service{Users: db, Workspaces: db, Teams: db, Accounts: db, Audit: audit, Limiter: d.Limiter,
 			Sections: []account.Section{account.KeysSection(db), account.TokensSection(db)}},
 		Web: web.New(), Registry: w.Registry, Proxy: w.Proxy, Catalog: cat, CatalogStore: db, Billing: w.Billing, Alerts: w.Alerts,
-		Analytics: newAnalytics(db, cat, router, w),
+		Analytics: newAnalytics(db, cmp.Or(d.ReadDB, db), cat, router, w),
 		Stripe:    stripebilling.New(stripebilling.ConfigFrom(cfg), db, w.Alerts, log)})
 	return w, nil
 }
