@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
+	"github.com/pb33f/libopenapi-validator/config"
 	valerrors "github.com/pb33f/libopenapi-validator/errors"
 	"github.com/pb33f/libopenapi-validator/helpers"
 	"github.com/pb33f/libopenapi-validator/schema_validation"
@@ -45,7 +47,7 @@ var loadContract = sync.OnceValues(func() (*contract, error) {
 	if err != nil {
 		return nil, fmt.Errorf("openapi.yaml does not build: %w", err)
 	}
-	v, errs := validator.NewValidator(doc)
+	v, errs := validator.NewValidator(doc, config.WithFormatAssertions())
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("openapi.yaml: validator: %v", errs)
 	}
@@ -195,6 +197,9 @@ func (c *contract) check(req *http.Request, body []byte, proxied bool, res *http
 		}
 	}
 	res.Request = vreq
+	if msg := problemStatus(res); msg != "" {
+		return msg
+	}
 	ok, errs := c.validator.ValidateHttpResponse(vreq, res)
 	if !ok && res.StatusCode >= 400 && pathErrors(errs) {
 		// A path or method the wallet does not serve: its answer must
@@ -210,6 +215,26 @@ func (c *contract) check(req *http.Request, body []byte, proxied bool, res *http
 	vreq.Body = io.NopCloser(bytes.NewReader(body))
 	if ok, errs := c.validator.ValidateHttpRequest(vreq); !ok {
 		return "the wallet accepted a request the document says is invalid:\n" + validationText(errs)
+	}
+	return ""
+}
+
+// problemStatus checks what a schema cannot: a problem's status member
+// is the response's status.
+func problemStatus(res *http.Response) string {
+	if mediaType(res.Header.Get("Content-Type")) != "application/problem+json" {
+		return ""
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body = io.NopCloser(bytes.NewReader(b))
+	var p struct {
+		Status int `json:"status"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return fmt.Sprintf("  - the problem body is not JSON: %v\n", err)
+	}
+	if p.Status != res.StatusCode {
+		return fmt.Sprintf("  - the problem says status %d\n", p.Status)
 	}
 	return ""
 }
