@@ -58,6 +58,19 @@ func documentOperations(c *contract) map[operation]*v3.Operation {
 	return out
 }
 
+// hasHeaderParam reports whether op, or the path it is on, documents the
+// request header name.
+func hasHeaderParam(c *contract, o operation, op *v3.Operation, name string) bool {
+	params := slices.Clone(op.Parameters)
+	params = append(params, c.model.Paths.PathItems.GetOrZero(o.path).Parameters...)
+	for _, p := range params {
+		if p.In == "header" && strings.EqualFold(p.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // TestOpenAPIDocumentsEveryRoute holds the route table the mux is built
 // from and the document to each other, both ways, and checks that each
 // operation's security says what the route's authentication does.
@@ -101,6 +114,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		}
 		schemes := map[string]bool{}
 		anonymous := doc.Security == nil // no security: the document's default, which is none
+		safe := op.method == "GET" || op.method == "HEAD" || op.method == "OPTIONS"
 		for _, req := range doc.Security {
 			if req.ContainsEmptyRequirement || req.Requirements == nil || req.Requirements.Len() == 0 {
 				anonymous = true
@@ -109,6 +123,15 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 			for name := range req.Requirements.KeysFromOldest() {
 				schemes[name] = true
 			}
+			// The cookie changes nothing without its CSRF token.
+			if _, cookie := req.Requirements.Get("sessionCookie"); cookie && !safe {
+				if _, csrf := req.Requirements.Get("csrfToken"); !csrf {
+					t.Errorf("%s takes the session cookie without csrfToken", op)
+				}
+			}
+		}
+		if (kind == api.AuthLogin || kind == api.AuthLoginOrToken) && !hasHeaderParam(c, op, doc, "X-Workspace-Id") {
+			t.Errorf("%s acts in a workspace but does not document X-Workspace-Id", op)
 		}
 		if doc.Security != nil && len(doc.Security) == 0 {
 			anonymous = true

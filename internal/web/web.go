@@ -82,5 +82,5 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotFound)
 	_ = json.NewEncoder(w).Encode(map[string]any{"type": apiwallet.ProblemBase + "not-found",
 		"title": http.StatusText(http.StatusNotFound), "status": http.StatusNotFound,
-		"detail": "no page or asset here", "instance": r.URL.Path})
+		"detail": "no page or asset here", "instance": r.URL.Path, "requestId": hd.Get("X-Request-Id")})
 }
