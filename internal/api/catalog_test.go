@@ -40,4 +40,11 @@ func TestCatalogEditsPersist(t *testing.T) {
 	}
 	again.do("GET", "/services/googlemaps", "", nil).want(t, http.StatusNotFound)
 	again.do("GET", "/services/stripe", "", nil).want(t, 200)
+	names := map[string]bool{}
+	for _, s := range again.do("GET", "/services", "", nil).want(t, 200).JSON()["services"].([]any) {
+		names[s.(map[string]any)["name"].(string)] = true
+	}
+	if !names["acme"] || names["googlemaps"] || !names["stripe"] {
+		t.Fatalf("GET /services after the edits lists %v", names)
+	}
 }

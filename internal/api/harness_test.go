@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/apikeywallet/apiwallet/internal/alerts"
+	"github.com/apikeywallet/apiwallet/internal/api"
 	"github.com/apikeywallet/apiwallet/internal/config"
 	"github.com/apikeywallet/apiwallet/internal/metering"
 	"github.com/apikeywallet/apiwallet/internal/proxy"
@@ -39,6 +40,8 @@ type testServer struct {
 	alerts   *alerts.Service
 	// logs holds everything the server logged, for secret-leak checks.
 	logs *testenv.LogBuffer
+	// api is the server's route table and handlers.
+	api *api.Server
 }
 
 // forEachBackend runs fn against a fresh SQLite wallet and a fresh
@@ -86,7 +89,7 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 	}
 	db.OnCommit = w.Proxy.Epoch().Bump
 	ts := &testServer{liveServer: startLive(t, cfg, log, w.Handler), t: t, db: db, cfg: cfg, keys: w.Keys, logs: logs,
-		proxy: w.Proxy, recorder: w.Recorder, alerts: w.Alerts}
+		proxy: w.Proxy, recorder: w.Recorder, alerts: w.Alerts, api: w.Handler.(*api.Server)}
 	t.Cleanup(func() {
 		ts.Close()
 		_ = w.Close(context.Background())
@@ -203,7 +206,7 @@ func startLive(t *testing.T, cfg *config.Config, log *slog.Logger, h http.Handle
 		t.Fatal(err)
 	}
 	s := &liveServer{URL: "http://" + ln.Addr().String(), Listener: ln, srv: srv,
-		client: &http.Client{Transport: &http.Transport{}}, errc: make(chan error, 1)}
+		client: &http.Client{Transport: &contractTransport{t: t, next: &http.Transport{}}}, errc: make(chan error, 1)}
 	go func() { s.errc <- s.srv.Serve(ln) }()
 	return s
 }

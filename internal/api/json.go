@@ -123,10 +123,13 @@ func jsonKind(k string) string {
 	}
 }
 
-// writeJSON writes v with status.
+// writeJSON writes v with status. Answers are not cached unless the
+// handler said otherwise.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
 	w.WriteHeader(status)
 	return json.NewEncoder(w).Encode(v)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,6 +81,8 @@ type Server struct {
 	cookies *auth.Cookies
 	metrics *metrics
 	handler http.Handler
+	// table is the route table the mux was built from.
+	table []Route
 }
 
 // handlerFunc is a handler that returns its error; one adapter turns the
@@ -110,92 +113,173 @@ func NewServer(d Deps) *Server {
 		d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		s.metrics = newMetrics(d.Registry)
 		d.Registry.MustRegister(&upCollector{db: d.DB, redis: d.Redis})
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+	}
+	// The document is part of the binary: one that does not convert is a
+	// build mistake, like a bad regexp.MustCompile.
+	if _, err := loadOpenAPI(); err != nil {
+		panic(err)
 	}
 	s.routes()
 	s.handler = s.observe(http.HandlerFunc(s.dispatch))
 	return s
 }
 
-func (s *Server) routes() {
-	s.handle("GET /monitoring/health", s.health)
+// AuthKind is how a route authenticates its caller.
+type AuthKind string
 
-	s.handle("POST /auth/register", s.register)
-	s.handle("POST /auth/login", s.login)
-	s.handle("GET /auth/me", s.authed(s.me))
-	s.handle("POST /auth/logout", s.authed(s.logout))
-	s.handle("POST /auth/password", s.authed(s.changePassword))
-	s.handle("POST /auth/session", s.createSession)
-	s.handle("GET /auth/session", s.authed(s.getSession))
-	s.handle("DELETE /auth/session", s.deleteSession)
+// Auth kinds of the route table.
+const (
+	// AuthPublic routes take no credential.
+	AuthPublic AuthKind = "public"
+	// AuthLogin routes take a login JWT, as a bearer token or in the
+	// dashboard's session cookie (with its CSRF token on changes).
+	AuthLogin AuthKind = "login"
+	// AuthLoginOrToken routes take a wallet access token too.
+	AuthLoginOrToken AuthKind = "login-or-token"
+	// AuthProxy routes are the proxy's: it reads the credential wherever
+	// the upstream's SDK sends its key.
+	AuthProxy AuthKind = "proxy"
+)
 
-	s.handle("GET /workspaces", s.authed(s.listWorkspaces))
-	s.handle("POST /workspaces", s.authed(s.createWorkspace))
-	s.handle("GET /workspaces/{id}", s.authed(s.getWorkspace))
-	s.handle("GET /workspaces/{id}/members", s.authed(s.listMembers))
-	s.handle("PATCH /workspaces/{id}/members/{userId}", s.authed(s.updateMember))
-	s.handle("DELETE /workspaces/{id}/members/{userId}", s.authed(s.removeMember))
-	s.handle("POST /workspaces/{id}/invitations", s.authed(s.createInvitation))
-	s.handle("GET /workspaces/{id}/invitations", s.authed(s.listInvitations))
-	s.handle("DELETE /workspaces/{id}/invitations/{invitationId}", s.authed(s.revokeInvitation))
-	s.handle("POST /invitations/accept", s.authed(s.acceptInvitation))
+// Route is one entry of the route table: what the mux serves and what
+// the OpenAPI document (openapi.yaml) describes, so a test can hold the
+// two to each other.
+type Route struct {
+	// Pattern is the ServeMux pattern, such as "GET /keys/{id}"; "ANY"
+	// stands for every method on the routes dispatch serves before the
+	// mux.
+	Pattern string
+	Auth    AuthKind
 
-	s.handle("GET /account/export", s.authed(s.exportAccount))
-	s.handle("DELETE /account", s.authed(s.deleteAccount))
+	h       handlerFunc
+	handler http.Handler
+	// unregistered routes are served before the mux (dispatch) or by its
+	// fallback (home), not by a pattern of their own.
+	unregistered bool
+}
 
-	s.handle("GET /admin/users", s.authed(s.adminListUsers))
-	s.handle("GET /admin/users/{id}", s.authed(s.adminGetUser))
-	s.handle("PATCH /admin/users/{id}", s.authed(s.adminUpdateUser))
-	s.handle("PATCH /admin/workspaces/{id}", s.authed(s.adminUpdateWorkspace))
+func public(pattern string, h handlerFunc) Route {
+	return Route{Pattern: pattern, Auth: AuthPublic, h: h}
+}
 
-	s.handle("POST /keys", s.authed(s.createKey))
-	s.handle("GET /keys", s.authed(s.listKeys))
-	s.handle("GET /keys/{id}", s.authed(s.getKey))
-	s.handle("PATCH /keys/{id}", s.authed(s.updateKey))
-	s.handle("DELETE /keys/{id}", s.authed(s.deleteKey))
-	s.handle("POST /keys/{id}/rotate", s.authed(s.rotateKey))
+func (s *Server) signedIn(pattern string, h authedFunc) Route {
+	return Route{Pattern: pattern, Auth: AuthLogin, h: s.authed(h)}
+}
 
-	s.handle("POST /tokens", s.authed(s.createToken))
-	s.handle("GET /tokens", s.authed(s.listTokens))
-	s.handle("DELETE /tokens/{id}", s.authed(s.revokeToken))
-	s.handle("POST /tokens/{id}/rotate", s.authed(s.rotateToken))
+func (s *Server) signedInOrToken(pattern string, h authedFunc) Route {
+	return Route{Pattern: pattern, Auth: AuthLoginOrToken, h: s.authedOrToken(h)}
+}
 
-	s.handle("GET /audit", s.authed(s.listAudit))
+// Routes returns the route table.
+func (s *Server) Routes() []Route { return slices.Clone(s.table) }
 
-	s.handle("GET /services", s.listServices)
-	s.handle("GET /services/{name}", s.getService)
-	s.handle("PUT /admin/services/{name}", s.authed(s.adminPutService))
-	s.handle("DELETE /admin/services/{name}", s.authed(s.adminDeleteService))
-	s.handle("POST /proxy", s.proxyCall)
+// routeTable is every operation of the HTTP API.
+func (s *Server) routeTable() []Route {
+	rs := []Route{
+		public("GET /monitoring/health", s.health),
+		public("GET /openapi.json", s.openAPI),
 
-	s.handle("GET /billing/plan", s.authed(s.getBillingPlan))
-	s.handle("GET /billing/invoices/{month}", s.authed(s.getInvoice))
-	s.handle("PATCH /billing/settings", s.authed(s.updateBillingSettings))
-	s.handle("GET /admin/plans", s.authed(s.adminListPlans))
-	s.handle("POST /admin/plans", s.authed(s.adminCreatePlan))
-	s.handle("PUT /admin/plans/{id}", s.authed(s.adminUpdatePlan))
-	s.handle("GET /admin/reports/business", s.authed(s.adminBusinessReport))
-	s.handle("GET /plans", s.listPublicPlans)
+		public("POST /auth/register", s.register),
+		public("POST /auth/login", s.login),
+		s.signedIn("GET /auth/me", s.me),
+		s.signedIn("POST /auth/logout", s.logout),
+		s.signedIn("POST /auth/password", s.changePassword),
+		public("POST /auth/session", s.createSession),
+		s.signedIn("GET /auth/session", s.getSession),
+		public("DELETE /auth/session", s.deleteSession),
 
-	s.handle("GET /usage", s.authedOrToken(s.getUsage))
-	s.handle("GET /usage/live", s.authedOrToken(s.getUsageLive))
-	s.handle("GET /usage/recommendations", s.authed(s.getUsageRecommendations))
-	s.handle("GET /usage/keys", s.authed(s.getUsageKeys))
+		s.signedIn("GET /workspaces", s.listWorkspaces),
+		s.signedIn("POST /workspaces", s.createWorkspace),
+		s.signedIn("GET /workspaces/{id}", s.getWorkspace),
+		s.signedIn("GET /workspaces/{id}/members", s.listMembers),
+		s.signedIn("PATCH /workspaces/{id}/members/{userId}", s.updateMember),
+		s.signedIn("DELETE /workspaces/{id}/members/{userId}", s.removeMember),
+		s.signedIn("POST /workspaces/{id}/invitations", s.createInvitation),
+		s.signedIn("GET /workspaces/{id}/invitations", s.listInvitations),
+		s.signedIn("DELETE /workspaces/{id}/invitations/{invitationId}", s.revokeInvitation),
+		s.signedIn("POST /invitations/accept", s.acceptInvitation),
 
-	s.handle("POST /billing/stripe/webhook", s.stripeWebhook)
-	s.handle("POST /billing/checkout", s.authed(s.createCheckout))
-	s.handle("GET /billing/subscription", s.authed(s.getSubscription))
-	s.handle("GET /alerts", s.authed(s.listAlerts))
-	s.handle("GET /alerts/settings", s.authed(s.getAlertSettings))
-	s.handle("PUT /alerts/settings", s.authed(s.putAlertSettings))
+		s.signedIn("GET /account/export", s.exportAccount),
+		s.signedIn("DELETE /account", s.deleteAccount),
 
-	// GET / is served by notFound (see home): a route for it would turn
-	// every other method on / into a 405 instead of a proxied call.
-	if s.Web != nil {
-		s.mux.Handle("GET /app/", s.Web)
-		s.mux.Handle("GET /static/", s.Web)
+		s.signedIn("GET /admin/users", s.adminListUsers),
+		s.signedIn("GET /admin/users/{id}", s.adminGetUser),
+		s.signedIn("PATCH /admin/users/{id}", s.adminUpdateUser),
+		s.signedIn("PATCH /admin/workspaces/{id}", s.adminUpdateWorkspace),
+
+		s.signedIn("POST /keys", s.createKey),
+		s.signedIn("GET /keys", s.listKeys),
+		s.signedIn("GET /keys/{id}", s.getKey),
+		s.signedIn("PATCH /keys/{id}", s.updateKey),
+		s.signedIn("DELETE /keys/{id}", s.deleteKey),
+		s.signedIn("POST /keys/{id}/rotate", s.rotateKey),
+
+		s.signedIn("POST /tokens", s.createToken),
+		s.signedIn("GET /tokens", s.listTokens),
+		s.signedIn("DELETE /tokens/{id}", s.revokeToken),
+		s.signedIn("POST /tokens/{id}/rotate", s.rotateToken),
+
+		s.signedIn("GET /audit", s.listAudit),
+
+		public("GET /services", s.listServices),
+		public("GET /services/{name}", s.getService),
+		s.signedIn("PUT /admin/services/{name}", s.adminPutService),
+		s.signedIn("DELETE /admin/services/{name}", s.adminDeleteService),
+		{Pattern: "POST /proxy", Auth: AuthProxy, h: s.proxyCall},
+
+		s.signedIn("GET /billing/plan", s.getBillingPlan),
+		s.signedIn("GET /billing/invoices/{month}", s.getInvoice),
+		s.signedIn("PATCH /billing/settings", s.updateBillingSettings),
+		s.signedIn("GET /admin/plans", s.adminListPlans),
+		s.signedIn("POST /admin/plans", s.adminCreatePlan),
+		s.signedIn("PUT /admin/plans/{id}", s.adminUpdatePlan),
+		s.signedIn("GET /admin/reports/business", s.adminBusinessReport),
+		public("GET /plans", s.listPublicPlans),
+
+		s.signedInOrToken("GET /usage", s.getUsage),
+		s.signedInOrToken("GET /usage/live", s.getUsageLive),
+		s.signedIn("GET /usage/recommendations", s.getUsageRecommendations),
+		s.signedIn("GET /usage/keys", s.getUsageKeys),
+
+		public("POST /billing/stripe/webhook", s.stripeWebhook),
+		s.signedIn("POST /billing/checkout", s.createCheckout),
+		s.signedIn("GET /billing/subscription", s.getSubscription),
+		s.signedIn("GET /alerts", s.listAlerts),
+		s.signedIn("GET /alerts/settings", s.getAlertSettings),
+		s.signedIn("PUT /alerts/settings", s.putAlertSettings),
 	}
+	if s.metrics != nil {
+		rs = append(rs, Route{Pattern: "GET /metrics", Auth: AuthPublic,
+			handler: promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})})
+	}
+	if s.Web != nil {
+		rs = append(rs,
+			// GET / is served by notFound (see home): a route for it would
+			// turn every other method on / into a 405 instead of a proxied
+			// call.
+			Route{Pattern: "GET /{$}", Auth: AuthPublic, unregistered: true},
+			Route{Pattern: "GET /app/", Auth: AuthPublic, handler: s.Web},
+			Route{Pattern: "GET /static/", Auth: AuthPublic, handler: s.Web})
+	}
+	if s.Proxy != nil {
+		rs = append(rs,
+			Route{Pattern: proxyRoute, Auth: AuthProxy, unregistered: true},
+			Route{Pattern: rootRoute, Auth: AuthProxy, unregistered: true})
+	}
+	return rs
+}
 
+func (s *Server) routes() {
+	s.table = s.routeTable()
+	for _, rt := range s.table {
+		switch {
+		case rt.unregistered:
+		case rt.handler != nil:
+			s.mux.Handle(rt.Pattern, rt.handler)
+		default:
+			s.handle(rt.Pattern, rt.h)
+		}
+	}
 	// Everything else: a problem+json 404 (or 405 for a known path).
 	s.handle("/", s.notFound)
 }
@@ -366,7 +450,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 // walletPrefixes are the first path segments of the wallet's own routes;
 // a miss below them is a wallet 404, never a proxied call.
 var walletPrefixes = []string{"auth", "workspaces", "invitations", "account", "admin", "keys", "tokens",
-	"audit", "services", "proxy", "monitoring", "metrics", "usage", "billing", "alerts", "problems", "plans",
+	"audit", "services", "proxy", "monitoring", "metrics", "openapi.json", "usage", "billing", "alerts", "problems", "plans",
 	// The dashboard's pages and assets.
 	"app", "static"}
 

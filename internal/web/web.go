@@ -7,9 +7,12 @@ package web
 
 import (
 	"embed"
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"strings"
+
+	"github.com/apikeywallet/apiwallet"
 )
 
 //go:embed static
@@ -57,11 +60,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/" || p == "/app" || strings.HasPrefix(p, "/app/"):
 		hd.Set("Cache-Control", "no-cache")
 		http.ServeFileFS(w, r, Static, "index.html")
-	case strings.HasPrefix(p, "/static/") && !strings.HasSuffix(p, "/") && p != "/static/index.html":
+	case strings.HasPrefix(p, "/static/") && !strings.HasSuffix(p, "/") && p != "/static/index.html" && exists(p):
 		// Revalidated on each load: the binary may have been upgraded.
 		hd.Set("Cache-Control", "no-cache")
 		h.assets.ServeHTTP(w, r)
 	default:
-		http.NotFound(w, r)
+		notFound(w, r)
 	}
+}
+
+func exists(p string) bool {
+	_, err := fs.Stat(Static, strings.TrimPrefix(p, "/static/"))
+	return err == nil
+}
+
+// notFound answers like every other wallet 404: an RFC 9457 problem.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/problem+json")
+	hd.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNotFound)
+	_ = json.NewEncoder(w).Encode(map[string]any{"type": apiwallet.ProblemBase + "not-found",
+		"title": http.StatusText(http.StatusNotFound), "status": http.StatusNotFound,
+		"detail": "no page or asset here", "instance": r.URL.Path, "requestId": hd.Get("X-Request-Id")})
 }
