@@ -362,3 +362,62 @@ func TestDeploymentMultiInstanceBehindNginx(t *testing.T) {
 	}
 	t.Logf("two instances behind nginx (TLS on %d): %d calls, both served; with one stopped the other took over", tlsPort, stub.hits.Load())
 }
+
+// The systemd unit of DEPLOYMENT.md's single-binary path: its environment
+// starts a production wallet that serves HTTPS with secrets from files,
+// keeps its database in the data directory and generates nothing, and
+// `apiwallet healthcheck` with that environment finds it healthy.
+func TestDeploymentSystemdUnit(t *testing.T) {
+	units := codeBlocks(deploymentDoc(t, "## Single binary"), "ini")
+	if len(units) != 1 {
+		t.Fatalf("%d ini blocks in the single-binary section, want the unit", len(units))
+	}
+	etc, data := t.TempDir(), t.TempDir()
+	certFile, keyFile, _ := selfSigned(t, etc)
+	_ = os.WriteFile(filepath.Join(etc, "jwt_secret"), []byte(strings.Repeat("9", 64)+"\n"), 0o600)
+	_ = os.WriteFile(filepath.Join(etc, "encryption_key"), []byte(strings.Repeat("a1", 32)+"\n"), 0o600)
+	files := map[string]string{
+		"/etc/apiwallet/jwt_secret": filepath.Join(etc, "jwt_secret"), "/etc/apiwallet/encryption_key": filepath.Join(etc, "encryption_key"),
+		"/etc/apiwallet/cert.pem": certFile, "/etc/apiwallet/key.pem": keyFile, "/var/lib/apiwallet": data,
+	}
+	var env []string
+	var execStart string
+	for _, line := range strings.Split(units[0], "\n") {
+		if kv, ok := strings.CutPrefix(line, "Environment="); ok {
+			k, v, _ := strings.Cut(kv, "=")
+			if f, ok := files[v]; ok {
+				v = f
+			}
+			env = append(env, k+"="+v)
+		}
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			execStart = v
+		}
+	}
+	if execStart != "/usr/local/bin/apiwallet serve" || !strings.Contains(units[0], "KillSignal=SIGTERM") {
+		t.Fatalf("the unit runs %q", execStart)
+	}
+	port := freePort(t)
+	env = append(env, fmt.Sprintf("PORT=%d", port))
+	w := startWallet(t, t.TempDir(), env...)
+	w.url = fmt.Sprintf("https://127.0.0.1:%d", port)
+	var out string
+	var code int
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
+		if out, code = run(t, t.TempDir(), env, "healthcheck"); code == 0 {
+			break
+		}
+	}
+	if code != 0 || !strings.Contains(out, "https://127.0.0.1:") || !strings.Contains(out, "healthy") {
+		t.Fatalf("healthcheck with the unit's environment: exit %d\n%s\nwallet:\n%s", code, out, w.Logs())
+	}
+	if !strings.Contains(w.Logs(), `"production":true`) || !strings.Contains(w.Logs(), `"tls":true`) {
+		t.Fatalf("the unit's wallet is not a production one serving TLS:\n%s", w.Logs())
+	}
+	if _, err := os.Stat(filepath.Join(data, "apiwallet.db")); err != nil {
+		t.Fatalf("no database in the data directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "secrets.json")); err == nil {
+		t.Fatal("the production wallet generated secrets.json")
+	}
+}
