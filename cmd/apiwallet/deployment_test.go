@@ -421,3 +421,60 @@ func TestDeploymentSystemdUnit(t *testing.T) {
 		t.Fatal("the production wallet generated secrets.json")
 	}
 }
+
+// DEPLOYMENT.md's PostgreSQL backup, run as written: pg_dump of a
+// wallet's database, pg_restore into an empty one, and a wallet on the
+// restored database with the same secrets opens the stored key.
+func TestDeploymentPostgresBackupRestore(t *testing.T) {
+	src := testenv.PostgresURL(t)
+	dst := testenv.PostgresURL(t)
+	for _, tool := range []string{"pg_dump", "pg_restore"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if testenv.CI() {
+				t.Fatalf("no %s but CI=true (Debian's postgresql installs it)", tool)
+			}
+			t.Skipf("no %s on PATH", tool)
+		}
+	}
+	var block string
+	for _, b := range codeBlocks(deploymentDoc(t, "## Backups"), "sh") {
+		if strings.Contains(b, "pg_dump") {
+			block = b
+		}
+	}
+	const example = "postgres://apiwallet@127.0.0.1:5432/apiwallet_restored"
+	if !strings.Contains(block, example) {
+		t.Fatalf("the backup block no longer restores into %s:\n%s", example, block)
+	}
+
+	stub := newAuthStub(t)
+	env := append([]string{"DATABASE_URL=" + src, "OPENAI_BASE_URL=" + stub.URL}, clusterSecrets...)
+	w := startWallet(t, t.TempDir(), env...)
+	w.waitHealth(t, 20*time.Second, "healthy")
+	c := &cluster{t: t, wallets: []*wallet{w}, client: &http.Client{Timeout: 10 * time.Second}}
+	const secret = "sk-pgdump-0123456789abcdef"
+	jwt := c.must(201, "POST", w.url+"/auth/register", "", map[string]string{
+		"email": "pg@example.com", "password": "correct horse battery", "name": "PG"})["token"].(string)
+	c.must(201, "POST", w.url+"/keys", jwt, map[string]any{"key": secret, "service": "openai", "tier": "paid"})
+	tok := c.must(201, "POST", w.url+"/tokens", jwt, map[string]any{"name": "app", "services": []string{"openai"}})["token"].(string)
+
+	// The document's commands, with the test's databases, while serving.
+	cmd := exec.Command("bash", "-c", "set -euo pipefail\n"+strings.ReplaceAll(block, example, dst))
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+src)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the backup commands: %v\n%s", err, out)
+	}
+
+	restored := newAuthStub(t)
+	w2 := startWallet(t, t.TempDir(), append([]string{"DATABASE_URL=" + dst, "OPENAI_BASE_URL=" + restored.URL}, clusterSecrets...)...)
+	w2.waitHealth(t, 20*time.Second, "healthy")
+	c.must(200, "POST", w2.url+"/auth/login", "", map[string]string{"email": "pg@example.com", "password": "correct horse battery"})
+	c.must(200, "GET", w2.url+"/proxy/openai/v1/models", tok, nil)
+	if got := restored.lastAuth(); got != "Bearer "+secret {
+		t.Fatalf("the restored wallet sent Authorization %q", got)
+	}
+	if out, code := run(t, t.TempDir(), []string{"DATABASE_URL=" + dst}, "migrate", "--status"); code != 0 || !strings.Contains(out, "applied, 0 pending") {
+		t.Fatalf("the restored database's migrations: exit %d\n%s", code, out)
+	}
+}
