@@ -28,6 +28,7 @@ DEPLOY_UID := $(shell [ "$$(id -u)" = 0 ] && echo 65532 || id -u)
 DEPLOY_GID := $(shell [ "$$(id -u)" = 0 ] && echo 65532 || id -g)
 
 deploy:
+	@docker compose version >/dev/null 2>&1 || { echo "make deploy needs Docker with its compose plugin (docker compose version)"; exit 1; }
 	sh deploy/secrets.sh deploy/secrets
 	APIWALLET_UID=$(DEPLOY_UID) APIWALLET_GID=$(DEPLOY_GID) docker compose up -d --build
 	@echo "wallet:     http://localhost:$${WALLET_PORT:-6789}/  (health: /monitoring/health)"
