@@ -3,7 +3,7 @@
 # and APIWALLET_TEST_REDIS_URL (bash .ci/run starts both and sets them).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test run build check conns soak fuzz fuzz-ci
+.PHONY: test run build check conns soak fuzz fuzz-ci deploy deploy-down
 
 test: check
 	go test -count=1 -race -timeout 30m ./...
@@ -40,3 +40,21 @@ fuzz:
 
 fuzz-ci:
 	FUZZTIME=10s scripts/fuzz.sh
+
+# The Compose deployment (docker-compose.yml, docs/DEPLOYMENT.md): secrets
+# generated once into deploy/secrets/, then every service built and started.
+# The wallet runs as the owner of those files (the image's user when root
+# runs this).
+DEPLOY_UID := $(shell [ "$$(id -u)" = 0 ] && echo 65532 || id -u)
+DEPLOY_GID := $(shell [ "$$(id -u)" = 0 ] && echo 65532 || id -g)
+
+deploy:
+	@docker compose version >/dev/null 2>&1 || { echo "make deploy needs Docker with its compose plugin (docker compose version)"; exit 1; }
+	sh deploy/secrets.sh deploy/secrets
+	APIWALLET_UID=$(DEPLOY_UID) APIWALLET_GID=$(DEPLOY_GID) docker compose up -d --build
+	@echo "wallet:     http://localhost:$${WALLET_PORT:-6789}/  (health: /monitoring/health)"
+	@echo "grafana:    http://localhost:$${GRAFANA_PORT:-3000}/  (admin / \$$GRAFANA_ADMIN_PASSWORD, default admin)"
+	@echo "prometheus: http://localhost:$${PROMETHEUS_PORT:-9090}/"
+
+deploy-down:
+	APIWALLET_UID=$(DEPLOY_UID) APIWALLET_GID=$(DEPLOY_GID) docker compose down

@@ -254,12 +254,3 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	a.log.Info("stopped")
 	return nil
 }
-
-func migrate(ctx context.Context, stderr io.Writer, environ []string) error {
-	a, err := openApp(ctx, stderr, environ)
-	if err != nil {
-		return err
-	}
-	a.close()
-	return nil
-}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // invocation is what a command runs with: Run's arguments.
@@ -50,9 +51,26 @@ var serverCommands = []*command{
 		desc: "Runs the wallet on PORT (default 6789). Configuration comes from the environment: with none it keeps " +
 			"SQLite and generated secrets under ./data; DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis.",
 		setup: func(*flag.FlagSet) runFunc { return nil }},
-	{name: "migrate", summary: "apply database migrations", server: true,
-		desc:  "Applies every pending migration to the database DATABASE_URL names (serve also does on start).",
+	{name: "migrate", args: "[--status]", summary: "apply database migrations, or list them", server: true,
+		desc: "Applies every pending migration to the database DATABASE_URL names (serve also does on start). " +
+			"With --status it lists every migration, applied (with when) or pending, and changes nothing.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			fs.Bool("status", false, "list the migrations, applied and pending, and change nothing")
+			return nil
+		}},
+	{name: "backup", args: "FILE", summary: "consistent copy of the SQLite database, while serving", server: true,
+		desc: "Copies the SQLite database to FILE (which must not exist, written with mode 0600) while serve goes on, " +
+			"and checks the copy's integrity. Back up ENCRYPTION_KEY (or data/secrets.json) too: without it the copy's " +
+			"keys cannot be decrypted. On PostgreSQL use pg_dump (docs/DEPLOYMENT.md).",
 		setup: func(*flag.FlagSet) runFunc { return nil }},
+	{name: "healthcheck", args: "[--url URL] [--timeout D]", summary: "exit 0 if /monitoring/health answers 200", server: true,
+		desc: "Asks the wallet's /monitoring/health (by default on loopback at PORT, over https with TLS_CERT_FILE) " +
+			"and exits 0 on a 200, 1 otherwise: the Docker image's HEALTHCHECK.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			fs.String("url", "http://127.0.0.1:$PORT/monitoring/health", "the health `URL` to ask")
+			fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
+			return nil
+		}},
 	{name: "seed", args: "[--demo]", summary: "create the demo account", server: true,
 		desc: "Creates a demo account with a random password, printed once. With --demo the account's workspace gets " +
 			"keys, tokens and a month of generated usage, so the dashboard has something to show.",

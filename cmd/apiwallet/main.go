@@ -4,7 +4,9 @@
 // Usage:
 //
 //	apiwallet serve                       run the wallet on PORT (default 6789)
-//	apiwallet migrate                     apply database migrations
+//	apiwallet migrate [--status]          apply database migrations, or list them
+//	apiwallet backup FILE                 copy the SQLite database, online
+//	apiwallet healthcheck [--url URL]     exit 0 if /monitoring/health answers 200
 //	apiwallet seed                        create a demo account
 //	apiwallet user create --email E --name N [--admin]
 //	                                      create a user; password on stdin
@@ -64,7 +66,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "serve":
 		return serve(ctx, args[1:], stderr, environ)
 	case "migrate":
-		return migrate(ctx, stderr, environ)
+		return migrate(ctx, args[1:], stdout, stderr, environ)
+	case "backup":
+		return backupCmd(ctx, args[1:], stdout, stderr, environ)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], stdout, stderr, environ)
 	case "seed":
 		if len(args) > 1 && args[1] == "--demo" {
 			return seedDemo(ctx, stdout, stderr, environ)

@@ -72,7 +72,7 @@ func rotateMasterKey(ctx context.Context, args []string, stdout, stderr io.Write
 	// configuration has already read.
 	oldValue, fromFile := env[*oldEnv], false
 	if *oldEnv == "ENCRYPTION_KEY" {
-		oldValue, fromFile = a.cfg.EncryptionKey, a.cfg.GeneratedSecrets && env["ENCRYPTION_KEY"] == ""
+		oldValue, fromFile = a.cfg.EncryptionKey, a.cfg.GeneratedSecrets && env["ENCRYPTION_KEY"] == "" && env["ENCRYPTION_KEY_FILE"] == ""
 	}
 	if oldValue == "" {
 		return fmt.Errorf("%s is not set: it must hold the current root key", *oldEnv)

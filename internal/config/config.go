@@ -131,6 +131,7 @@ func Load(environ []string) (*Config, error) {
 	}
 	var probs Problems
 	bad := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
+	readSecretFiles(env, bad)
 
 	mode := strings.ToLower(firstNonEmpty(env["APP_ENV"], env["NODE_ENV"], "development"))
 	c := &Config{
@@ -266,6 +267,43 @@ func Load(environ []string) (*Config, error) {
 		return nil, probs
 	}
 	return c, nil
+}
+
+// fileSecrets are the variables that may instead name a file holding the
+// value in VAR_FILE, as Docker and Kubernetes secrets are mounted: the
+// secret then stays out of the environment, which /proc and `docker
+// inspect` show.
+var fileSecrets = []string{"JWT_SECRET", "ENCRYPTION_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"}
+
+// readSecretFiles replaces each VAR_FILE in env with VAR read from that
+// file, less the line ending editors and `echo` leave. Errors name the
+// variable and the path, never what the file holds.
+func readSecretFiles(env map[string]string, bad func(string, ...any)) {
+	for _, name := range fileSecrets {
+		path := env[name+"_FILE"]
+		if path == "" {
+			continue
+		}
+		if env[name] != "" {
+			bad("%s and %s_FILE are both set: set one of them", name, name)
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is named once, below
+			}
+			bad("%s_FILE: cannot read %s: %v", name, path, err)
+			continue
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			bad("%s_FILE: %s is empty", name, path)
+			continue
+		}
+		env[name] = v
+	}
 }
 
 // secretsFile is what LoadSecrets keeps under DataDir.

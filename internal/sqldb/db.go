@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"strings"
 	"sync"
@@ -139,21 +138,9 @@ func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }
 // Migrate applies every pending migration. On PostgreSQL it holds a session
 // advisory lock so that instances starting together migrate once.
 func (db *DB) Migrate(ctx context.Context, log *slog.Logger) error {
-	sub, err := fs.Sub(migrations, "migrations/"+db.dialect.name)
+	p, err := db.migrationProvider()
 	if err != nil {
 		return err
-	}
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
-	if db.dialect.sessionLck != nil {
-		o, err := db.dialect.sessionLck()
-		if err != nil {
-			return err
-		}
-		opts = append(opts, o)
-	}
-	p, err := goose.NewProvider(db.dialect.goose, db.db, sub, opts...)
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
 	}
 	results, err := p.Up(ctx)
 	if err != nil {

@@ -21,7 +21,9 @@ import (
 const sqlitePragmas = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 	"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 
-func openSQLite(dsn, dataDir string) (*DB, error) {
+// sqliteFile is the database file dsn names (dataDir/apiwallet.db when
+// dsn is empty).
+func sqliteFile(dsn, dataDir string) string {
 	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
@@ -32,6 +34,11 @@ func openSQLite(dsn, dataDir string) (*DB, error) {
 		}
 		path = filepath.Join(dataDir, "apiwallet.db")
 	}
+	return path
+}
+
+func openSQLite(dsn, dataDir string) (*DB, error) {
+	path := sqliteFile(dsn, dataDir)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
