@@ -401,14 +401,16 @@ func runConns(w *wallet, conns, active, rate int, d time.Duration) error {
 		}
 		held = append(held, c)
 	}
-	// The idle ones stay alive: each sends a call every 20-40 s, well
-	// inside the server's idle timeout (120 s).
+	// The idle ones stay idle, but alive: each sends a call once in a
+	// while inside the server's idle timeout (120 s), first after 60 to
+	// 100 s, then every 100 s, so that a long run keeps them all open
+	// without their calls outweighing the active load.
 	stopIdle := make(chan struct{})
 	var idleCalls, idleErrs atomic.Int64
 	var idleWG sync.WaitGroup
 	for i, c := range held {
 		idleWG.Go(func() {
-			t := time.NewTimer(time.Duration(20+i%20) * time.Second)
+			t := time.NewTimer(60*time.Second + time.Duration(i%4000)*10*time.Millisecond)
 			defer t.Stop()
 			for {
 				select {
@@ -419,7 +421,7 @@ func runConns(w *wallet, conns, active, rate int, d time.Duration) error {
 						idleErrs.Add(1)
 					}
 					idleCalls.Add(1)
-					t.Reset(30 * time.Second)
+					t.Reset(100 * time.Second)
 				}
 			}
 		})
