@@ -81,6 +81,33 @@ func outcomeOf(st int, h http.Header, err error) string {
 	return o
 }
 
+// closed reports whether stop is closed.
+func closed(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// proxyLoad runs workers goroutines on wg sending proxied calls until stop
+// is closed, each counted in tally under the phase current when it ended,
+// and the 2xx ones in served.
+func proxyLoad(c *cluster, workers int, wg *sync.WaitGroup, stop <-chan struct{}, phase *atomic.Value, tally *phaseTally, served *atomic.Int64) {
+	for i := range workers {
+		wg.Go(func() {
+			for !closed(stop) {
+				st, h, _, err := c.do("GET", c.callURL(i), c.token, nil)
+				if err == nil && st/100 == 2 {
+					served.Add(1)
+				}
+				tally.add(phase.Load().(string), outcomeOf(st, h, err))
+			}
+		})
+	}
+}
+
 // PostgreSQL restarted under load (stopped at once, as a crash, for 3 s):
 // proxied calls go on being served from the cached token, keys and plan;
 // management calls answer 503 problems, never a 500, and recover by
@@ -105,25 +132,8 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		wg        sync.WaitGroup
 	)
 	phase.Store("before")
-	running := func() bool {
-		select {
-		case <-stop:
-			return false
-		default:
-			return true
-		}
-	}
-	for i := range 8 {
-		wg.Go(func() {
-			for running() {
-				st, h, _, err := c.do("GET", c.callURL(i), c.token, nil)
-				if err == nil && st/100 == 2 {
-					served.Add(1)
-				}
-				proxied.add(phase.Load().(string), outcomeOf(st, h, err))
-			}
-		})
-	}
+	running := func() bool { return !closed(stop) }
+	proxyLoad(c, 8, &wg, stop, &phase, &proxied, &served)
 	for range 2 {
 		wg.Go(func() {
 			for running() {
@@ -229,25 +239,8 @@ func TestSQLiteDiskFull(t *testing.T) {
 		seq            atomic.Int64
 	)
 	phase.Store("during")
-	running := func() bool {
-		select {
-		case <-stop:
-			return false
-		default:
-			return true
-		}
-	}
-	for i := range 4 {
-		wg.Go(func() {
-			for running() {
-				st, h, _, err := c.do("GET", c.callURL(i), c.token, nil)
-				if err == nil && st/100 == 2 {
-					served.Add(1)
-				}
-				proxied.add(phase.Load().(string), outcomeOf(st, h, err))
-			}
-		})
-	}
+	running := func() bool { return !closed(stop) }
+	proxyLoad(c, 4, &wg, stop, &phase, &proxied, &served)
 	wg.Go(func() {
 		for running() {
 			p := phase.Load().(string)
