@@ -57,6 +57,13 @@ var errBadToken = apiwallet.Errorf(apiwallet.EUNAUTHORIZED, "invalid or expired 
 // base64 decoder ignores the spare bits of the last character, so each
 // token would be accepted under four spellings.
 func (j *JWT) Parse(token string) (*Claims, error) {
+	// Go's base64 decoders skip CR and LF even in strict mode, so a token
+	// with line breaks inserted would decode to the same bytes and be
+	// accepted under another spelling: only the compact form's alphabet
+	// is let through.
+	if !compactJWS(token) {
+		return nil, errBadToken
+	}
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return j.Secret, nil },
 		jwt.WithValidMethods([]string{jwtAlg}),
@@ -72,6 +79,19 @@ func (j *JWT) Parse(token string) (*Claims, error) {
 		return nil, errBadToken
 	}
 	return &c, nil
+}
+
+// compactJWS reports whether token uses only the characters of a compact
+// JWS: base64url without padding, and dots.
+func compactJWS(token string) bool {
+	for i := 0; i < len(token); i++ {
+		switch b := token[i]; {
+		case b >= 'A' && b <= 'Z', b >= 'a' && b <= 'z', b >= '0' && b <= '9', b == '-', b == '_', b == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // IsBadToken reports whether err is the error Parse returns.
