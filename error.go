@@ -108,6 +108,19 @@ func Wrap(errp *error, format string, args ...any) {
 	*errp = fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), *errp)
 }
 
+// ReasonLimitReached is the Reason of the ECONFLICT a creation gets when
+// the workspace already holds as many of the thing as it may.
+const ReasonLimitReached = "limit_reached"
+
+// LimitReached is the refusal to create one more of what (plural, "keys")
+// in a workspace that holds limit of them already. The limit is in the
+// problem body, so a client can tell it apart from a duplicate.
+func LimitReached(what string, limit int) *Error {
+	return &Error{Code: ECONFLICT, Reason: ReasonLimitReached,
+		Message: fmt.Sprintf("this workspace already holds %d %s, the most it may; delete or revoke one first", limit, what),
+		Extra:   map[string]any{"limit": limit}}
+}
+
 // ValidationError collects field errors and returns nil when there are none.
 type ValidationError []FieldError
 

@@ -297,8 +297,9 @@ type RootRotation struct {
 type KeyStore interface {
 	// CreateKey stores k, whose ID the caller chose (the sealed secret is
 	// bound to it), filling its times. ECONFLICT if the workspace already
-	// holds a key with the same fingerprint.
-	CreateKey(ctx context.Context, k *Key, ev *AuditEvent) error
+	// holds a key with the same fingerprint, or (limit > 0) already holds
+	// limit keys: LimitReached, decided atomically with the insert.
+	CreateKey(ctx context.Context, k *Key, limit int, ev *AuditEvent) error
 	// FindKeyByID returns a key of workspaceID. ENOTFOUND.
 	FindKeyByID(ctx context.Context, workspaceID, id string) (*Key, error)
 	// ReadKey is FindKeyByID that also records ev: a read of the key's

@@ -87,8 +87,10 @@ type AccessTokenFilter struct {
 // to the audit log in the same transaction as their change.
 type TokenStore interface {
 	// CreateAccessToken stores t (filling ID and CreatedAt) with the hash of
-	// its first secret.
-	CreateAccessToken(ctx context.Context, t *AccessToken, secretHash string, ev *AuditEvent) error
+	// its first secret. With limit > 0, ECONFLICT (LimitReached) if the
+	// workspace already holds limit unrevoked tokens, decided atomically
+	// with the insert; a revoked token no longer counts.
+	CreateAccessToken(ctx context.Context, t *AccessToken, secretHash string, limit int, ev *AuditEvent) error
 	// FindAccessTokenByID returns a token of workspaceID. ENOTFOUND.
 	FindAccessTokenByID(ctx context.Context, workspaceID, id string) (*AccessToken, error)
 	// FindAccessTokens lists tokens ordered by ID, revoked ones included.

@@ -408,3 +408,63 @@ func TestAttackNoSecretAnywhere(t *testing.T) {
 		}
 	})
 }
+
+// API4 (unrestricted resource consumption): a workspace may hold
+// MAX_KEYS_PER_WORKSPACE keys and MAX_TOKENS_PER_WORKSPACE unrevoked
+// tokens. One more is a 409 limit_reached problem that stores nothing;
+// a delete or a revoke frees a place; another workspace has its own count.
+func TestAttackWorkspaceCaps(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, ts *testServer) {
+		a, b := ts.register("caps-a@example.com"), ts.register("caps-b@example.com")
+		newKey := func(acc account, i int) *response {
+			return ts.do("POST", "/keys", acc.Token, map[string]any{
+				"key": fmt.Sprintf("sk-cap-%s-%04d-0123456789", acc.ID, i), "service": "openai", "tier": "paid"})
+		}
+		newToken := func(acc account, i int) *response {
+			return ts.do("POST", "/tokens", acc.Token, map[string]any{"name": fmt.Sprint("app ", i)})
+		}
+		wantCap := func(r *response, limit int) {
+			t.Helper()
+			m := r.want(t, 409).JSON()
+			if m["code"] != "limit_reached" || m["limit"] != float64(limit) {
+				t.Fatalf("refusal at the cap: %s", r.Body)
+			}
+		}
+		count := func(path string, acc account, list string) int {
+			t.Helper()
+			return len(ts.do("GET", path, acc.Token, nil).want(t, 200).JSON()[list].([]any))
+		}
+
+		var keyIDs []string
+		for i := range 3 {
+			keyIDs = append(keyIDs, newKey(a, i).want(t, 201).JSON()["id"].(string))
+		}
+		wantCap(newKey(a, 3), 3)
+		if n := count("/keys", a, "keys"); n != 3 {
+			t.Fatalf("%d keys after the refusal, want 3", n)
+		}
+		if after := ts.count(`SELECT COUNT(*) FROM audit_events WHERE workspace_id = $1 AND action = 'key.create'`, a.WorkspaceID); after != 3 {
+			t.Fatalf("%d key.create events, want 3: the refusal was audited as a creation", after)
+		}
+		newKey(b, 0).want(t, 201) // b's count is its own
+		ts.do("DELETE", "/keys/"+keyIDs[0], a.Token, nil).want(t, 204)
+		newKey(a, 4).want(t, 201)
+		wantCap(newKey(a, 5), 3)
+
+		var tokenIDs []string
+		for i := range 2 {
+			tokenIDs = append(tokenIDs, newToken(a, i).want(t, 201).JSON()["id"].(string))
+		}
+		wantCap(newToken(a, 2), 2)
+		if n := count("/tokens", a, "tokens"); n != 2 {
+			t.Fatalf("%d tokens after the refusal, want 2", n)
+		}
+		newToken(b, 0).want(t, 201)
+		// Revoking frees one place, however often it is repeated.
+		for range 2 {
+			ts.do("DELETE", "/tokens/"+tokenIDs[0], a.Token, nil)
+		}
+		newToken(a, 3).want(t, 201)
+		wantCap(newToken(a, 4), 2)
+	}, "MAX_KEYS_PER_WORKSPACE=3", "MAX_TOKENS_PER_WORKSPACE=2")
+}

@@ -46,10 +46,10 @@ type testServer struct {
 
 // forEachBackend runs fn against a fresh SQLite wallet and a fresh
 // PostgreSQL wallet (the latter skipped locally without a server, failed
-// under CI).
-func forEachBackend(t *testing.T, fn func(t *testing.T, ts *testServer)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, newTestServer(t, filepath.Join(t.TempDir(), "wallet.db"))) })
-	t.Run("postgres", func(t *testing.T) { fn(t, newTestServer(t, testenv.PostgresURL(t))) })
+// under CI), each configured by env on top of testConfig's.
+func forEachBackend(t *testing.T, fn func(t *testing.T, ts *testServer), env ...string) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, newTestServer(t, filepath.Join(t.TempDir(), "wallet.db"), env...)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, newTestServer(t, testenv.PostgresURL(t), env...)) })
 }
 
 func testConfig(t *testing.T, env ...string) *config.Config {

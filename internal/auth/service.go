@@ -38,6 +38,9 @@ type Service struct {
 	Log        *slog.Logger
 	// Tokens stores wallet access tokens (see tokens.go).
 	Tokens apiwallet.TokenStore
+	// MaxTokens caps the unrevoked tokens one workspace may hold
+	// (MAX_TOKENS_PER_WORKSPACE); 0 means no cap.
+	MaxTokens int
 	// Now is the time access-token expiry and grace periods are checked
 	// against; nil means time.Now. Tests move it.
 	Now func() time.Time

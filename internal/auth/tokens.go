@@ -161,7 +161,8 @@ func (s *Service) deny(ctx context.Context, ev *apiwallet.AuditEvent, err error)
 
 // CreateToken issues a token in m's workspace for m's user and returns it
 // with its secret, which is never available again. Viewers cannot create
-// tokens (EFORBIDDEN); bad input is EINVALID.
+// tokens (EFORBIDDEN); bad input is EINVALID; ECONFLICT once the workspace
+// holds MaxTokens unrevoked tokens.
 func (s *Service) CreateToken(ctx context.Context, m *apiwallet.Membership, in TokenInput) (*apiwallet.AccessToken, string, error) {
 	if !m.Role.AtLeast(apiwallet.WorkspaceMember) {
 		return nil, "", s.deny(ctx, tokenEvent(ctx, m, "token.create", ""), apiwallet.Errorf(apiwallet.EFORBIDDEN,
@@ -184,7 +185,7 @@ func (s *Service) CreateToken(ctx context.Context, m *apiwallet.Membership, in T
 	if !in.ExpiresAt.IsZero() {
 		ev.Details["expires_at"] = in.ExpiresAt.Format(time.RFC3339)
 	}
-	if err := s.Tokens.CreateAccessToken(ctx, t, hash, ev); err != nil {
+	if err := s.Tokens.CreateAccessToken(ctx, t, hash, s.MaxTokens, ev); err != nil {
 		return nil, "", err
 	}
 	return t, secret, nil

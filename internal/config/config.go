@@ -48,6 +48,12 @@ type Config struct {
 	EnableMetrics        bool
 	LogLevel             slog.Level
 	MaxBodyBytes         int64
+	// MaxKeysPerWorkspace and MaxTokensPerWorkspace (MAX_KEYS_PER_WORKSPACE,
+	// MAX_TOKENS_PER_WORKSPACE) cap what one workspace may store, so that
+	// no tenant can grow the key cache every instance holds, or the token
+	// table, without bound. Revoked tokens do not count.
+	MaxKeysPerWorkspace   int
+	MaxTokensPerWorkspace int
 	// TrustedProxies (TRUSTED_PROXIES) are the peers whose X-Forwarded-For
 	// and X-Forwarded-Proto count: the load balancers in front of the
 	// wallet. From any other peer those headers are ignored, since a client
@@ -156,6 +162,8 @@ func Load(environ []string) (*Config, error) {
 	c.Instances = intVar(env, "APIWALLET_INSTANCES", 1, 1, 1000, bad)
 	c.MaxRequestsPerMinute = intVar(env, "MAX_REQUESTS_PER_MINUTE", 1000, 1, 1<<30, bad)
 	c.DefaultFreeQuota = intVar(env, "DEFAULT_FREE_QUOTA", 1000, 0, 1<<40, bad)
+	c.MaxKeysPerWorkspace = intVar(env, "MAX_KEYS_PER_WORKSPACE", 10_000, 1, 10_000_000, bad)
+	c.MaxTokensPerWorkspace = intVar(env, "MAX_TOKENS_PER_WORKSPACE", 1_000, 1, 10_000_000, bad)
 	c.MaxBodyBytes = int64(intVar(env, "MAX_BODY_BYTES", 1<<20, 1<<10, 1<<30, bad))
 	c.EnableMetrics = boolVar(env, "ENABLE_METRICS", false, bad)
 	if _, ok := env["TRUST_PROXY_HEADERS"]; ok {

@@ -102,7 +102,7 @@ func (inv *invalidation) key(t *testing.T, ws, service string) *apiwallet.Key {
 	t.Helper()
 	k := &apiwallet.Key{ID: apiwallet.NewID("key"), WorkspaceID: ws, Service: service, Tier: apiwallet.TierPaid,
 		Enabled: true, Sealed: []byte("sealed"), Fingerprint: apiwallet.NewID("fp"), Masked: "sk_…1234", CreatedBy: "usr_x"}
-	if err := inv.db.CreateKey(inv.ctx, k, nil); err != nil {
+	if err := inv.db.CreateKey(inv.ctx, k, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	return k
@@ -112,7 +112,7 @@ func (inv *invalidation) key(t *testing.T, ws, service string) *apiwallet.Key {
 func (inv *invalidation) token(t *testing.T, u *apiwallet.User) *apiwallet.AccessToken {
 	t.Helper()
 	tok := &apiwallet.AccessToken{WorkspaceID: u.PersonalWorkspaceID, Name: "ci", CreatedBy: u.ID, Last4: "abcd"}
-	if err := inv.db.CreateAccessToken(inv.ctx, tok, apiwallet.NewID("hash"), nil); err != nil {
+	if err := inv.db.CreateAccessToken(inv.ctx, tok, apiwallet.NewID("hash"), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	return tok
@@ -163,7 +163,7 @@ var invalidationCases = []invalidationCase{
 		k := &apiwallet.Key{ID: apiwallet.NewID("key"), WorkspaceID: u.PersonalWorkspaceID, Service: "stripe",
 			Tier: apiwallet.TierFree, Enabled: true, Sealed: []byte("s"), Fingerprint: apiwallet.NewID("fp"), Masked: "sk_…1"}
 		inv.fires(t, "CreateKey", func() error {
-			return inv.db.CreateKey(inv.ctx, k, inv.userEvent(u.PersonalWorkspaceID, u, "key.create", "key", ""))
+			return inv.db.CreateKey(inv.ctx, k, 0, inv.userEvent(u.PersonalWorkspaceID, u, "key.create", "key", ""))
 		})
 	}},
 	{[]string{"UpdateKey"}, "key update", func(t *testing.T, inv *invalidation) {
@@ -234,7 +234,7 @@ var invalidationCases = []invalidationCase{
 		ws := u.PersonalWorkspaceID
 		tok := &apiwallet.AccessToken{WorkspaceID: ws, Name: "ci", Services: []string{"stripe"}, CreatedBy: u.ID, Last4: "wxyz"}
 		inv.fires(t, "CreateAccessToken", func() error {
-			return inv.db.CreateAccessToken(inv.ctx, tok, apiwallet.NewID("hash"), inv.userEvent(ws, u, "token.create", "token", ""))
+			return inv.db.CreateAccessToken(inv.ctx, tok, apiwallet.NewID("hash"), 0, inv.userEvent(ws, u, "token.create", "token", ""))
 		})
 	}},
 	{[]string{"RevokeAccessToken"}, "access token revoke", func(t *testing.T, inv *invalidation) {

@@ -81,7 +81,7 @@ func keyByFingerprint(ctx context.Context, tx *sql.Tx, workspaceID, fingerprint 
 }
 
 // CreateKey implements apiwallet.KeyStore.
-func (db *DB) CreateKey(ctx context.Context, k *apiwallet.Key, ev *apiwallet.AuditEvent) (err error) {
+func (db *DB) CreateKey(ctx context.Context, k *apiwallet.Key, limit int, ev *apiwallet.AuditEvent) (err error) {
 	defer apiwallet.Wrap(&err, "CreateKey")
 	if k.ID == "" || k.WorkspaceID == "" {
 		return fmt.Errorf("key id and workspace id are required")
@@ -94,6 +94,9 @@ func (db *DB) CreateKey(ctx context.Context, k *apiwallet.Key, ev *apiwallet.Aud
 		k.Version = 1
 	}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.belowLimit(ctx, tx, k.WorkspaceID, "key_count", limit, "keys"); err != nil {
+			return err
+		}
 		// Checked first only to name the holder; the unique index is what
 		// guarantees it against a concurrent insert.
 		if id, err := keyByFingerprint(ctx, tx, k.WorkspaceID, k.Fingerprint); err != nil {
@@ -343,6 +346,31 @@ func (db *DB) forShare() string {
 		return " FOR SHARE"
 	}
 	return ""
+}
+
+// belowLimit refuses with LimitReached when the workspace's count (a column
+// of workspaces that triggers keep, see migration 00013) is at limit; a
+// limit of 0 or less means none. On PostgreSQL it locks the workspace row
+// until the transaction ends, so a concurrent creation waits and then reads
+// the count this one leaves; the lock does not block the foreign-key checks
+// of other writes (FOR NO KEY UPDATE). SQLite's writers run one at a time.
+func (db *DB) belowLimit(ctx context.Context, tx *sql.Tx, workspaceID, column string, limit int, what string) error {
+	if limit <= 0 {
+		return nil
+	}
+	lock := ""
+	if db.dialect.name == "postgres" {
+		lock = " FOR NO KEY UPDATE"
+	}
+	var n int64
+	err := tx.QueryRowContext(ctx, `SELECT `+column+` FROM workspaces WHERE id = $1`+lock, workspaceID).Scan(&n)
+	if err != nil {
+		return notFound(err, "workspace")
+	}
+	if n >= int64(limit) {
+		return apiwallet.LimitReached(what, limit)
+	}
+	return nil
 }
 
 // CreateDataKey implements apiwallet.KeyStore.

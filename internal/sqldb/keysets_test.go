@@ -22,7 +22,7 @@ func testKeySetTriggers(t *testing.T, db *sqldb.DB) {
 	ws := u.PersonalWorkspaceID
 	k := &apiwallet.Key{ID: apiwallet.NewID("key"), WorkspaceID: ws, Service: "stripe", Tier: apiwallet.TierPaid,
 		Enabled: true, Sealed: []byte("sealed"), Fingerprint: "fp-triggers", Masked: "sk_…1"}
-	if err := db.CreateKey(ctx, k, nil); err != nil {
+	if err := db.CreateKey(ctx, k, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	q := `SELECT name FROM pragma_table_info('api_keys') ORDER BY name`

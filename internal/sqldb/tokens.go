@@ -35,7 +35,7 @@ func scanToken(s scanner) (*apiwallet.AccessToken, error) {
 }
 
 // CreateAccessToken implements apiwallet.TokenStore.
-func (db *DB) CreateAccessToken(ctx context.Context, t *apiwallet.AccessToken, secretHash string, ev *apiwallet.AuditEvent) (err error) {
+func (db *DB) CreateAccessToken(ctx context.Context, t *apiwallet.AccessToken, secretHash string, limit int, ev *apiwallet.AuditEvent) (err error) {
 	defer apiwallet.Wrap(&err, "CreateAccessToken")
 	if t.ID == "" {
 		t.ID = apiwallet.NewID("tok")
@@ -49,6 +49,9 @@ func (db *DB) CreateAccessToken(ctx context.Context, t *apiwallet.AccessToken, s
 	}
 	now := db.now()
 	err = db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.belowLimit(ctx, tx, t.WorkspaceID, "token_count", limit, "access tokens"); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO access_tokens (id, workspace_id, name, services,
 				created_by, last4, rate_limit_per_minute, created_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

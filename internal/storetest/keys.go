@@ -28,7 +28,7 @@ func newTestKey(ws, service string, n int) *apiwallet.Key {
 
 func mustCreateKey(t *testing.T, s Store, k *apiwallet.Key) *apiwallet.Key {
 	t.Helper()
-	if err := s.CreateKey(context.Background(), k, nil); err != nil {
+	if err := s.CreateKey(context.Background(), k, 0, nil); err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	return k
@@ -140,7 +140,7 @@ func testKeyCRUD(t *testing.T, s Store) {
 	// field for field (a nil quota stays nil).
 	k := newTestKey(ws, "stripe", 1)
 	ev := apiwallet.NewAuditEvent(ctx, ws, apiwallet.ActorUser, u.ID, "key.create", "key", "")
-	if err := s.CreateKey(ctx, k, ev); err != nil {
+	if err := s.CreateKey(ctx, k, 0, ev); err != nil {
 		t.Fatal(err)
 	}
 	if k.CreatedAt.IsZero() || k.Version != 1 || k.Status != apiwallet.KeyActive {
@@ -169,7 +169,7 @@ func testKeyCRUD(t *testing.T, s Store) {
 	// holder, and stores nothing.
 	dup := newTestKey(ws, "stripe", 3)
 	dup.Fingerprint = k.Fingerprint
-	err = s.CreateKey(ctx, dup, nil)
+	err = s.CreateKey(ctx, dup, 0, nil)
 	wantCode(t, err, apiwallet.ECONFLICT)
 	if !strings.Contains(apiwallet.ErrorMessage(err), k.ID) {
 		t.Fatalf("conflict %q does not name %s", apiwallet.ErrorMessage(err), k.ID)

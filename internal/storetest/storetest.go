@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("Admin", func(t *testing.T) { testAdmin(t, newStore(t)) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, newStore) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, newStore(t)) })
+	t.Run("Limits", func(t *testing.T) { testLimits(t, newStore) })
 	t.Run("Usage", func(t *testing.T) { testUsage(t, newStore) })
 	t.Run("Analytics", func(t *testing.T) { testAnalytics(t, newStore) })
 	t.Run("Billing", func(t *testing.T) { testBilling(t, newStore) })

@@ -20,7 +20,7 @@ func testTokens(t *testing.T, s Store) {
 	tok := &apiwallet.AccessToken{WorkspaceID: a.PersonalWorkspaceID, Name: "ci", Services: []string{"openai", "stripe"},
 		CreatedBy: a.ID, Last4: "abcd", RateLimitPerMinute: 60, ExpiresAt: exp}
 	ev := apiwallet.NewAuditEvent(ctx, a.PersonalWorkspaceID, apiwallet.ActorUser, a.ID, "token.create", "", "")
-	if err := s.CreateAccessToken(ctx, tok, hashOf('1'), ev); err != nil {
+	if err := s.CreateAccessToken(ctx, tok, hashOf('1'), 0, ev); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(tok.ID, "tok_") || tok.CreatedAt.IsZero() {
@@ -120,11 +120,11 @@ func testTokens(t *testing.T, s Store) {
 
 	// Listing is per workspace, and per creator on request.
 	other := &apiwallet.AccessToken{WorkspaceID: b.PersonalWorkspaceID, Name: "b's", CreatedBy: b.ID, Last4: "zzzz"}
-	if err := s.CreateAccessToken(ctx, other, hashOf('b'), nil); err != nil {
+	if err := s.CreateAccessToken(ctx, other, hashOf('b'), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	second := &apiwallet.AccessToken{WorkspaceID: a.PersonalWorkspaceID, Name: "second", CreatedBy: a.ID, Last4: "yyyy"}
-	if err := s.CreateAccessToken(ctx, second, hashOf('c'), nil); err != nil {
+	if err := s.CreateAccessToken(ctx, second, hashOf('c'), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	list, err := s.FindAccessTokens(ctx, apiwallet.AccessTokenFilter{WorkspaceID: a.PersonalWorkspaceID})
@@ -144,7 +144,7 @@ func testTokens(t *testing.T, s Store) {
 
 	// Two tokens can never share a secret hash.
 	dup := &apiwallet.AccessToken{WorkspaceID: a.PersonalWorkspaceID, Name: "dup", CreatedBy: a.ID, Last4: "dddd"}
-	if err := s.CreateAccessToken(ctx, dup, hashOf('c'), nil); err == nil {
+	if err := s.CreateAccessToken(ctx, dup, hashOf('c'), 0, nil); err == nil {
 		t.Fatal("a second token with the same secret hash was stored")
 	}
 	if _, err := s.FindAccessTokenByID(ctx, a.PersonalWorkspaceID, dup.ID); apiwallet.ErrorCode(err) != apiwallet.ENOTFOUND {

@@ -30,6 +30,10 @@ var ErrRootKeyMismatch = errors.New("root key mismatch")
 // key row, and without a cache a destroyed (crypto-shredded) data key is
 // gone from every instance at the moment it is deleted.
 type Service struct {
+	// MaxKeys caps the keys one workspace may hold (MAX_KEYS_PER_WORKSPACE);
+	// 0 means no cap.
+	MaxKeys int
+
 	store apiwallet.KeyStore
 	ring  *Keyring
 }
@@ -121,7 +125,8 @@ func (s *Service) dataKey(ctx context.Context, workspaceID, keyID string, create
 }
 
 // CreateKey validates c, seals its secret for the workspace and stores it,
-// recording ev. EINVALID, ECONFLICT (the workspace holds this secret).
+// recording ev. EINVALID, ECONFLICT (the workspace holds this secret, or
+// MaxKeys keys already).
 func (s *Service) CreateKey(ctx context.Context, c apiwallet.KeyCreate, ev *apiwallet.AuditEvent) (*apiwallet.Key, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -139,7 +144,7 @@ func (s *Service) CreateKey(ctx context.Context, c apiwallet.KeyCreate, ev *apiw
 	if err := seal(dek, k, c.Secret); err != nil {
 		return nil, err
 	}
-	if err := s.store.CreateKey(ctx, k, ev); err != nil {
+	if err := s.store.CreateKey(ctx, k, s.MaxKeys, ev); err != nil {
 		return nil, err
 	}
 	return k, nil

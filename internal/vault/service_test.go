@@ -253,7 +253,7 @@ func TestDestroyWorkspaceShreds(t *testing.T) {
 			t.Fatalf("Reveal after shredding: %v, want ENOTFOUND", err)
 		}
 		// Restore the key row from the "backup": still unreadable.
-		if err := db.CreateKey(ctx, backup, nil); err != nil {
+		if err := db.CreateKey(ctx, backup, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		_, err := s.Reveal(ctx, ws, k.ID)

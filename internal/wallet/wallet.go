@@ -94,6 +94,7 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys.MaxKeys = cfg.MaxKeysPerWorkspace
 	cat := catalog.New()
 	if err := catalog.Restore(ctx, db, cat); err != nil {
 		return nil, err
@@ -139,7 +140,7 @@ func New(ctx context.Context, d Deps) (*Wallet, error) {
 // that create users without serving.
 func NewAuth(cfg *config.Config, db *sqldb.DB, limiter ratelimit.Limiter, log *slog.Logger) *auth.Service {
 	return &auth.Service{
-		Users: db, Workspaces: db, Audit: db, Tokens: db, Limiter: limiter, Log: log,
+		Users: db, Workspaces: db, Audit: db, Tokens: db, MaxTokens: cfg.MaxTokensPerWorkspace, Limiter: limiter, Log: log,
 		JWT: &auth.JWT{Secret: cfg.JWTSecret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
 			TTL: cfg.JWTExpiresIn, Now: time.Now},
 	}

@@ -53,6 +53,8 @@ func (r *runner) walletEnv(name, upstream string, port int) []string {
 		// sends (the largest values the configuration accepts).
 		"MAX_REQUESTS_PER_MINUTE=1073741824",
 		"DEFAULT_FREE_QUOTA=1099511627776",
+		// The largest key count is stored in one workspace.
+		"MAX_KEYS_PER_WORKSPACE=10000000",
 		// Metrics on, as an operator watching the wallet runs it.
 		"ENABLE_METRICS=true",
 	}
