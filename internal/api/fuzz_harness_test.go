@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -16,13 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apikeywallet/apiwallet/internal/alerts"
 	"github.com/apikeywallet/apiwallet/internal/config"
 	"github.com/apikeywallet/apiwallet/internal/metering"
-	"github.com/apikeywallet/apiwallet/internal/server"
 	"github.com/apikeywallet/apiwallet/internal/sqldb"
 	"github.com/apikeywallet/apiwallet/internal/testenv"
-	"github.com/apikeywallet/apiwallet/internal/wallet"
 )
 
 // The fuzz targets that need the whole wallet share this harness: a
@@ -108,42 +104,15 @@ func newFuzzWorld(f *testing.F, env ...string) *fuzzWorld {
 	}
 	w.logs = &testenv.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	db, err := sqldb.Open(ctx, filepath.Join(dir, "wallet.db"), dir)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, log); err != nil {
-		f.Fatal(err)
-	}
-	wal, err := wallet.New(ctx, wallet.Deps{Config: cfg, DB: db, Log: log,
-		Metering: metering.Options{FlushInterval: 20 * time.Millisecond},
-		Alerts:   alerts.Options{Backoff: 20 * time.Millisecond}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	db.OnCommit = wal.Proxy.Epoch().Bump
-	srv, err := server.New(cfg, wal.Handler, log)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	w.url, w.db, w.rec = "http://"+ln.Addr().String(), db, wal.Recorder
-	w.client = &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second,
+	wal, db := openWallet(f, filepath.Join(dir, "wallet.db"), cfg, log)
+	live := startLive(f, cfg, log, wal.Handler)
+	// Fuzz inputs are meant to stray from the API's contract, so this
+	// client does not check exchanges against the OpenAPI document.
+	live.client = &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	w.url, w.client, w.db, w.rec = live.URL, live.client, db, wal.Recorder
 	f.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			_ = srv.Close()
-		}
-		<-errc
-		w.client.CloseIdleConnections()
+		live.Close()
 		_ = wal.Close(context.Background())
 	})
 

@@ -69,25 +69,10 @@ func testConfig(t *testing.T, env ...string) *config.Config {
 
 func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 	t.Helper()
-	ctx := context.Background()
 	cfg := testConfig(t, env...)
 	logs := &testenv.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	db, err := sqldb.Open(ctx, dsn, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, log); err != nil {
-		t.Fatal(err)
-	}
-	w, err := wallet.New(ctx, wallet.Deps{Config: cfg, DB: db, Log: log,
-		Metering: metering.Options{FlushInterval: 20 * time.Millisecond},
-		Alerts:   alerts.Options{Backoff: 20 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.OnCommit = w.Proxy.Epoch().Bump
+	w, db := openWallet(t, dsn, cfg, log)
 	ts := &testServer{liveServer: startLive(t, cfg, log, w.Handler), t: t, db: db, cfg: cfg, keys: w.Keys, logs: logs,
 		proxy: w.Proxy, recorder: w.Recorder, alerts: w.Alerts, api: w.Handler.(*api.Server)}
 	t.Cleanup(func() {
@@ -95,6 +80,31 @@ func newTestServer(t *testing.T, dsn string, env ...string) *testServer {
 		_ = w.Close(context.Background())
 	})
 	return ts
+}
+
+// openWallet opens and migrates the database at dsn and builds the wallet
+// on it as `apiwallet serve` does, with the short usage flush and alert
+// backoff the tests wait on. Closing the database is left to tb's cleanup;
+// closing the wallet (which must come first) to the caller's.
+func openWallet(tb testing.TB, dsn string, cfg *config.Config, log *slog.Logger) (*wallet.Wallet, *sqldb.DB) {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, dsn, tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx, log); err != nil {
+		tb.Fatal(err)
+	}
+	w, err := wallet.New(ctx, wallet.Deps{Config: cfg, DB: db, Log: log,
+		Metering: metering.Options{FlushInterval: 20 * time.Millisecond},
+		Alerts:   alerts.Options{Backoff: 20 * time.Millisecond}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	db.OnCommit = w.Proxy.Epoch().Bump
+	return w, db
 }
 
 // response is a decoded HTTP response.
@@ -195,18 +205,18 @@ type liveServer struct {
 	once     sync.Once
 }
 
-func startLive(t *testing.T, cfg *config.Config, log *slog.Logger, h http.Handler) *liveServer {
-	t.Helper()
+func startLive(tb testing.TB, cfg *config.Config, log *slog.Logger, h http.Handler) *liveServer {
+	tb.Helper()
 	srv, err := server.New(cfg, h, log)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	s := &liveServer{URL: "http://" + ln.Addr().String(), Listener: ln, srv: srv,
-		client: &http.Client{Transport: &contractTransport{t: t, next: &http.Transport{}}}, errc: make(chan error, 1)}
+		client: &http.Client{Transport: &contractTransport{t: tb, next: &http.Transport{}}}, errc: make(chan error, 1)}
 	go func() { s.errc <- s.srv.Serve(ln) }()
 	return s
 }
