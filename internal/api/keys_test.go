@@ -489,33 +489,48 @@ func TestKeysSwappedCiphertextFails(t *testing.T) {
 			want(t, http.StatusCreated).JSON()["id"].(string)
 		idb := secrets.keyDo(t, ts, "POST", "/keys", b.Token, seedKeyPayload(secrets.add("sk_live_swap-b-0123456789abcdef"))).
 			want(t, http.StatusCreated).JSON()["id"].(string)
+		ida2 := secrets.keyDo(t, ts, "POST", "/keys", a.Token, seedKeyPayload(secrets.add("sk_live_swap-a2-0123456789abcdef"))).
+			want(t, http.StatusCreated).JSON()["id"].(string)
 
 		// Swap the ciphertext columns by hand, as an attacker with database
 		// access would.
 		db := ts.db.SQL()
-		var sa, sb []byte
-		if err := db.QueryRowContext(ctx, `SELECT sealed FROM api_keys WHERE id = $1`, ida).Scan(&sa); err != nil {
-			t.Fatal(err)
+		swap := func(x, y string) {
+			t.Helper()
+			var sx, sy []byte
+			if err := db.QueryRowContext(ctx, `SELECT sealed FROM api_keys WHERE id = $1`, x).Scan(&sx); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.QueryRowContext(ctx, `SELECT sealed FROM api_keys WHERE id = $1`, y).Scan(&sy); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, `UPDATE api_keys SET sealed = $1 WHERE id = $2`, sy, x); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, `UPDATE api_keys SET sealed = $1 WHERE id = $2`, sx, y); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := db.QueryRowContext(ctx, `SELECT sealed FROM api_keys WHERE id = $1`, idb).Scan(&sb); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.ExecContext(ctx, `UPDATE api_keys SET sealed = $1 WHERE id = $2`, sb, ida); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.ExecContext(ctx, `UPDATE api_keys SET sealed = $1 WHERE id = $2`, sa, idb); err != nil {
-			t.Fatal(err)
-		}
-
-		for _, k := range []struct{ ws, id string }{{a.WorkspaceID, ida}, {b.WorkspaceID, idb}} {
-			plain, err := ts.keys.Reveal(ctx, k.ws, k.id)
+		refused := func(ws, id string) {
+			t.Helper()
+			plain, err := ts.keys.Reveal(ctx, ws, id)
 			var de *vault.DecryptError
-			if err == nil || !errors.As(err, &de) || de.KeyID != k.id || !strings.Contains(err.Error(), k.id) {
-				t.Fatalf("Reveal(%s) after the swap = %d bytes, %v; want a DecryptError naming the key", k.id, len(plain), err)
+			if err == nil || !errors.As(err, &de) || de.KeyID != id || !strings.Contains(err.Error(), id) {
+				t.Fatalf("Reveal(%s) after the swap = %d bytes, %v; want a DecryptError naming the key", id, len(plain), err)
 			}
 			secrets.assertNoSecret(t, "the decryption error", err.Error())
 			t.Logf("%s: %v", ts.db.Dialect(), err)
 		}
+		// Between workspaces (sealed under other data keys), then within
+		// one (the same data key: only the key id bound into each
+		// ciphertext tells them apart).
+		swap(ida, idb)
+		refused(a.WorkspaceID, ida)
+		refused(b.WorkspaceID, idb)
+		swap(ida, idb)
+		swap(ida, ida2)
+		refused(a.WorkspaceID, ida)
+		refused(a.WorkspaceID, ida2)
 		// The metadata still reads: only the secret is unusable.
 		secrets.keyDo(t, ts, "GET", "/keys/"+ida, a.Token, nil).want(t, 200)
 	})
