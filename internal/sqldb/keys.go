@@ -350,20 +350,16 @@ func (db *DB) forShare() string {
 
 // belowLimit refuses with LimitReached when the workspace's count (a column
 // of workspaces that triggers keep, see migration 00013) is at limit; a
-// limit of 0 or less means none. On PostgreSQL it locks the workspace row
-// until the transaction ends, so a concurrent creation waits and then reads
-// the count this one leaves; the lock does not block the foreign-key checks
-// of other writes (FOR NO KEY UPDATE). SQLite's writers run one at a time.
+// limit of 0 or less means none. It reads the count with the row lock
+// lockWorkspace takes (a no-op UPDATE, the same on both dialects), so a
+// concurrent creation in the workspace waits for this transaction and then
+// reads the count it leaves.
 func (db *DB) belowLimit(ctx context.Context, tx *sql.Tx, workspaceID, column string, limit int, what string) error {
 	if limit <= 0 {
 		return nil
 	}
-	lock := ""
-	if db.dialect.name == "postgres" {
-		lock = " FOR NO KEY UPDATE"
-	}
 	var n int64
-	err := tx.QueryRowContext(ctx, `SELECT `+column+` FROM workspaces WHERE id = $1`+lock, workspaceID).Scan(&n)
+	err := tx.QueryRowContext(ctx, `UPDATE workspaces SET plan = plan WHERE id = $1 RETURNING `+column, workspaceID).Scan(&n)
 	if err != nil {
 		return notFound(err, "workspace")
 	}
